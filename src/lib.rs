@@ -62,3 +62,8 @@ pub mod event;
 
 pub use error::{ParseError, UnknownEventType};
 pub use event::{Event, EventType};
+
+/// The README's Rust snippets, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

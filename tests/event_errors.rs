@@ -10,7 +10,7 @@ use dataops_webhooks::{Event, ParseError};
 use serde_json::{json, Value};
 
 fn parse_value(value: &Value) -> ParseError {
-    let body = serde_json::to_vec(value).unwrap();
+    let body = serde_json::to_vec(value).expect("a JSON value serializes");
     Event::from_slice(&body).expect_err("payload should be refused")
 }
 

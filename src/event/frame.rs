@@ -236,8 +236,9 @@ enum FrameKey {
 
 impl<'de> Deserialize<'de> for FrameKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_identifier(wire::StrVisitor::new("a frame_data key", |key: &str| {
-            match key {
+        d.deserialize_identifier(wire::StrVisitor::new(
+            "a frame_data key",
+            |key: &str| match key {
                 "coordinate_frames" => Self::CoordinateFrames,
                 "custom_metrics" => Self::CustomMetrics,
                 "date_captured" => Self::DateCaptured,
@@ -247,8 +248,8 @@ impl<'de> Deserialize<'de> for FrameKey {
                 "sensor_data" => Self::SensorData,
                 "task_id" => Self::TaskId,
                 other => Self::Metadata(other.to_owned()),
-            }
-        }))
+            },
+        ))
     }
 }
 

@@ -237,7 +237,7 @@ impl EventType {
 
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -269,6 +269,10 @@ mod tests {
             assert_eq!(t.as_str().parse::<EventType>(), Ok(t));
             assert_eq!(t.to_string(), t.as_str());
         }
+        assert_eq!(
+            format!("[{:<16}]", EventType::IssueExported),
+            "[issue-exported  ]"
+        );
     }
 
     #[test]
@@ -279,7 +283,10 @@ mod tests {
     #[test]
     fn unknown_type_names_itself() {
         let err = "dataset-archived".parse::<EventType>().err();
-        assert_eq!(err.as_ref().map(UnknownEventType::name), Some("dataset-archived"));
+        assert_eq!(
+            err.as_ref().map(UnknownEventType::name),
+            Some("dataset-archived")
+        );
         let message = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains("`dataset-archived`"), "{message}");
         assert!(message.contains("issue-exported"), "{message}");

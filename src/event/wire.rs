@@ -191,7 +191,7 @@ macro_rules! open_string_enum {
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
@@ -261,7 +261,13 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_timestamp() {
-        for bad in ["", "yesterday", "2024-13-01T00:00:00Z", "1714564800", "2024-05-01"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "1714564800",
+            "2024-05-01",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?} should not parse");
         }
     }
