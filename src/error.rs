@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::EventType;
+
 /// How much of a value taken from a payload an error message repeats: a hostile payload must
 /// not turn into a megabyte-long log line.
 const QUOTE_LIMIT: usize = 200;
@@ -12,11 +14,7 @@ const QUOTE_LIMIT: usize = 200;
 /// [`ParseError::UnknownEvent`]. A receiver usually answers it with "not handled" rather than
 /// an error: a newer platform may send event types this crate does not know yet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown event type `{}`; known types are dataset-complete, dataset-failed, \
-     issues-created, issue-updated (also read as issue-update), issue-exported and webhook-test",
-    Quoted(&self.name)
-)]
+#[error("unknown event type `{}`; known types are {}", Quoted(&self.name), KnownTypes)]
 pub struct UnknownEventType {
     name: String,
 }
@@ -106,6 +104,22 @@ impl ParseError {
                 source,
             }
         }
+    }
+}
+
+/// Every event type's wire name, from [`EventType`] itself so the message cannot drift.
+struct KnownTypes;
+
+impl fmt::Display for KnownTypes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let all = EventType::PLATFORM.into_iter().chain([EventType::Test]);
+        for (i, event_type) in all.enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(event_type.as_str())?;
+        }
+        Ok(())
     }
 }
 

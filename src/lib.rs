@@ -57,6 +57,8 @@
 //! |---|---|---|
 //! | *(none yet)* | | the event catalogue needs no optional dependency |
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod event;
 

@@ -10,7 +10,7 @@ use serde::ser::{Error as _, SerializeMap};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::wire::{self, set_once, timestamp, Finite, Timestamp};
+use super::wire::{self, insert_once, set_once, timestamp, Finite, Timestamp};
 
 /// The frame an exported element belongs to (`frame_data`).
 ///
@@ -311,10 +311,7 @@ impl<'de> Visitor<'de> for FrameDataVisitor {
                 FrameKey::TaskId => set_once(&mut task_id, "task_id", map.next_value()?)?,
                 FrameKey::Metadata(name) => {
                     let value = map.next_value()?;
-                    if metadata.contains_key(&name) {
-                        return Err(de::Error::custom(format_args!("duplicate field `{name}`")));
-                    }
-                    metadata.insert(name, value);
+                    insert_once(&mut metadata, name, value)?;
                 }
             }
         }
@@ -376,9 +373,7 @@ impl<'de> Visitor<'de> for LabelAttributesVisitor {
                 set_once(&mut confidence, "confidence", map.next_value()?)?;
             } else {
                 let value = map.next_value()?;
-                if extra.insert(key.clone(), value).is_some() {
-                    return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
-                }
+                insert_once(&mut extra, key, value)?;
             }
         }
         Ok(LabelAttributes {
@@ -548,6 +543,18 @@ mod tests {
         let mut attributes = LabelAttributes::default();
         attributes.extra.insert("confidence".into(), json!(0.5));
         assert!(serde_json::to_string(&attributes).is_err());
+    }
+
+    #[test]
+    fn a_repeated_attribute_is_refused() {
+        let err = serde_json::from_str::<LabelAttributes>(r#"{"iou":0.1,"iou":0.2}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("duplicate field `iou`"), "{err}");
+        assert!(
+            serde_json::from_str::<LabelAttributes>(r#"{"confidence":1,"confidence":1}"#).is_err()
+        );
     }
 
     #[test]

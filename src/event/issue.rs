@@ -7,7 +7,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::wire::{open_string_enum, set_once};
+use super::wire::{insert_once, open_string_enum, set_once};
 
 /// The payload of `issues-created`.
 #[derive(Debug, Clone, PartialEq)]
@@ -275,10 +275,8 @@ impl<'de> Visitor<'de> for IssueUpdateVisitor {
                 "id" => set_once(&mut id, "id", map.next_value()?)?,
                 "update_type" => set_once(&mut update_type, "update_type", map.next_value()?)?,
                 _ => {
-                    let value: Value = map.next_value()?;
-                    if fields.insert(key.clone(), value).is_some() {
-                        return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
-                    }
+                    let value = map.next_value()?;
+                    insert_once(&mut fields, key, value)?;
                 }
             }
         }

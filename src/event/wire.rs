@@ -143,6 +143,47 @@ pub(crate) fn set_once<T, E: de::Error>(
     Ok(())
 }
 
+/// A map that keeps the keys an entity does not type (an open map).
+pub(crate) trait OpenMap {
+    type Value;
+    fn contains(&self, key: &str) -> bool;
+    fn put(&mut self, key: String, value: Self::Value);
+}
+
+impl OpenMap for serde_json::Map<String, serde_json::Value> {
+    type Value = serde_json::Value;
+    fn contains(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+    fn put(&mut self, key: String, value: serde_json::Value) {
+        self.insert(key, value);
+    }
+}
+
+impl<V> OpenMap for BTreeMap<String, V> {
+    type Value = V;
+    fn contains(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+    fn put(&mut self, key: String, value: V) {
+        self.insert(key, value);
+    }
+}
+
+/// Stores a key of an open map, refusing a second occurrence: a JSON object that repeats a key
+/// is ambiguous, and silently keeping one of the values would lose data.
+pub(crate) fn insert_once<M: OpenMap, E: de::Error>(
+    map: &mut M,
+    key: String,
+    value: M::Value,
+) -> Result<(), E> {
+    if map.contains(&key) {
+        return Err(E::custom(format_args!("duplicate field `{key}`")));
+    }
+    map.put(key, value);
+    Ok(())
+}
+
 /// Reads a list or map that may be absent or `null` as empty.
 pub(crate) fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
 where
