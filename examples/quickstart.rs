@@ -1,21 +1,207 @@
-//! Quickstart: build every event the platform sends, write each as the JSON body a webhook
-//! endpoint receives, and read it back the way a receiver does.
+//! Quickstart: a customer's receiver on loopback, webhooks configured on the platform side,
+//! all five events emitted and a test payload sent, and what the receiver got and verified.
 //!
-//! `cargo run --example quickstart`
+//! `cargo run --example quickstart` (no set-up: everything runs in this process on 127.0.0.1)
 
 use std::collections::BTreeMap;
 use std::error::Error;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::Router;
 use chrono::{TimeZone, Utc};
 use dataops_webhooks::event::{
     CreatedIssue, CreationType, CropData, Dataset, ElementKind, ElementType, Event,
     ExportedElement, ExportedIssue, FrameData, InferenceSet, IssueChange, IssueUpdate, Label,
     LabelAttributes, MetadataValue, SensorData,
 };
-use dataops_webhooks::ParseError;
+use dataops_webhooks::queue::DeliveryQuery;
+use dataops_webhooks::receiver::Verifier;
+use dataops_webhooks::signing::{SignatureScheme, SignatureSchemes};
+use dataops_webhooks::transport::guard::AddressPolicy;
+use dataops_webhooks::webhook::{EventFilter, NewWebhook, OrgId, Scope};
+use dataops_webhooks::{Dispatcher, EventType, WebhookDispatcher, WorkerOptions};
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let project = "traffic-signs";
+const PROJECT: &str = "traffic-signs";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    // The platform side: a dispatcher over the in-memory store. Loopback targets are allowed
+    // here only because the receiver runs on this machine; the default refuses them.
+    let dispatcher = WebhookDispatcher::builder()
+        .address_policy(AddressPolicy::allow_private())
+        .request_timeout(Duration::from_secs(5))
+        .build()?;
+    // The worker delivers what `emit` queues, retrying failures; stop it before exiting.
+    let worker = dispatcher.start_worker(WorkerOptions::default());
+    let org = OrgId::default();
+    let secret = dispatcher.webhooks().create_org_secret(&org).await?;
+    println!(
+        "organization secret, shown once: {}…",
+        &secret.expose()[..10]
+    );
+
+    // The customer's side: a receiver that verifies every request with that secret.
+    let receiver = Receiver::start(Verifier::new(secret)).await?;
+
+    // One webhook for "Export to labeling", and one organization-wide webhook for everything,
+    // signed with every scheme.
+    let labeling = NewWebhook::new(Scope::Project(PROJECT.into()), receiver.url("/labeling"))
+        .events(EventFilter::only([EventType::IssueExported]))
+        .description("export to labeling");
+    let labeling = dispatcher.webhooks().create(labeling).await?;
+    let audit = NewWebhook::new(Scope::Organization, receiver.url("/audit"))
+        .schemes(SignatureSchemes::of(SignatureScheme::ALL));
+    let audit = dispatcher.webhooks().create(audit).await?;
+
+    // "Send test payload" on the labeling webhook.
+    let test = dispatcher.send_test(&labeling.id).await?;
+    println!("test payload to {}: {}", test.url, outcome_text(&test));
+
+    // "Export to labeling" previews the payload before sending it.
+    let events = sample_events(PROJECT)?;
+    let preview = dispatcher.preview(&labeling.id, &events[4]).await?;
+    println!(
+        "preview of issue-exported: {} bytes to {}",
+        preview.body.len(),
+        preview.url
+    );
+
+    // The platform emits its five events; each goes to every subscribed webhook.
+    for event in events {
+        let receipt = dispatcher.emit(event).await?;
+        for outcome in receipt.outcomes().await {
+            println!(
+                "emit {:<16} -> {}: {}",
+                receipt.event_type,
+                outcome.url.path(),
+                outcome_text(&outcome)
+            );
+        }
+    }
+
+    // "Export to labeling" in a project no webhook serves: the host prompts its user to
+    // create one. (The organization-wide webhook is switched off first, so none does.)
+    dispatcher.webhooks().deactivate(&audit.id).await?;
+    let receipt = dispatcher
+        .emit(Event::issue_exported(
+            "another-project",
+            ExportedIssue::default(),
+        ))
+        .await?;
+    if receipt.is_unhandled() {
+        println!(
+            "no webhook handles issue-exported in another-project: prompt the user to create one"
+        );
+    }
+
+    // A request that did not come from the platform is refused by the receiver.
+    let forged = reqwest::Client::new()
+        .post(receiver.url("/labeling"))
+        .header("x-aquarium-secret", "whsec_guessed")
+        .body(r#"{"event":"webhook-test"}"#)
+        .send()
+        .await?;
+    println!("a forged request gets {}", forged.status());
+
+    println!("\nthe receiver got {} requests:", receiver.log().len());
+    for line in receiver.log() {
+        println!("  {line}");
+    }
+
+    // The delivery log of the labeling webhook, as a "Webhooks" page would show it.
+    let log = dispatcher
+        .deliveries()
+        .list(&DeliveryQuery::new(labeling.id))
+        .await?;
+    for delivery in &log.items {
+        println!(
+            "log: {} {} {} after {} attempt(s)",
+            delivery.id, delivery.event_type, delivery.status, delivery.attempts
+        );
+    }
+    worker.shutdown().await;
+    Ok(())
+}
+
+fn outcome_text(outcome: &dataops_webhooks::DeliveryOutcome) -> String {
+    match outcome.error_message() {
+        None => format!(
+            "delivered ({})",
+            outcome.status().map(|s| s.as_u16()).unwrap_or_default()
+        ),
+        Some(error) => format!("failed: {error}"),
+    }
+}
+
+/// A customer's receiver: verifies, parses, and logs what it got.
+#[derive(Clone)]
+struct Receiver {
+    addr: std::net::SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    async fn start(verifier: Verifier) -> Result<Self, Box<dyn Error>> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new()
+            .fallback(receive)
+            .with_state((verifier, log.clone()));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { addr, log })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+type ReceiverState = (Verifier, Arc<Mutex<Vec<String>>>);
+
+async fn receive(
+    State((verifier, log)): State<ReceiverState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let (status, line) = match verifier.verify(&headers, &body) {
+        Err(e) => (
+            StatusCode::UNAUTHORIZED,
+            format!("{:<10} refused: {e}", uri.path()),
+        ),
+        Ok(scheme) => match Event::from_slice(&body) {
+            Ok(event) => (
+                StatusCode::NO_CONTENT,
+                format!(
+                    "{:<10} {:<16} verified by {scheme:<17} {}",
+                    uri.path(),
+                    event.event_type(),
+                    summary(&event)
+                ),
+            ),
+            Err(e) => (
+                StatusCode::BAD_REQUEST,
+                format!("{:<10} bad payload: {e}", uri.path()),
+            ),
+        },
+    };
+    if let Ok(mut log) = log.lock() {
+        log.push(line.clone());
+    }
+    (status, line)
+}
+
+/// The five platform events, with realistic content.
+fn sample_events(project: &str) -> Result<[Event; 5], Box<dyn Error>> {
     let uploaded = Utc
         .with_ymd_and_hms(2024, 3, 18, 9, 12, 44)
         .single()
@@ -99,7 +285,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         ],
     };
 
-    let events = [
+    Ok([
         Event::dataset_complete(project, dataset),
         Event::dataset_failed(project, inference_set),
         Event::issues_created(project, [created]),
@@ -108,34 +294,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             IssueUpdate::new("issue-101", IssueChange::added(2)),
         ),
         Event::issue_exported(project, exported),
-        Event::test(project),
-    ];
-
-    for event in &events {
-        // What the endpoint receives: the body, serialized once.
-        let body = serde_json::to_vec(event)?;
-        // What a receiver does with it.
-        let received = Event::from_slice(&body)?;
-        assert_eq!(&received, event, "the receiver reads exactly what was sent");
-        println!(
-            "{:<16} {:>5} bytes  {}",
-            received.event_type(),
-            body.len(),
-            summary(&received)
-        );
-    }
-
-    let preview = serde_json::to_string_pretty(&events[3])?;
-    println!("\nissue-updated as its endpoint receives it:\n{preview}");
-
-    // A payload from a newer platform version: a typed error that names the event type.
-    match Event::from_slice(br#"{"event":"model-trained","project":"p","model":{}}"#) {
-        Err(ParseError::UnknownEvent(unknown)) => {
-            println!("\nnot handled: {unknown}");
-        }
-        other => return Err(format!("expected an unknown-event error, got {other:?}").into()),
-    }
-    Ok(())
+    ])
 }
 
 fn summary(event: &Event) -> String {

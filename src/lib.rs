@@ -1,16 +1,47 @@
 //! # dataops-webhooks
 //!
-//! A webhook engine for data-operations platforms for ML datasets: a host application
-//! describes what happened as a typed [`Event`], and the crate turns it into the exact JSON its
-//! customers' endpoints receive.
+//! A webhook engine for data-operations platforms for ML datasets. A host application
+//! describes what happened as a typed [`Event`] and calls `dispatcher.emit(event)`; every
+//! webhook subscribed to that event receives a signed JSON POST. Receivers use the same crate
+//! to verify the signature and read the event back.
 //!
-//! This release holds the **event catalogue**: the five platform events
-//! (`dataset-complete`, `dataset-failed`, `issues-created`, `issue-updated`,
-//! `issue-exported`) and the test event, as Rust types whose serde implementations write and
-//! read the documented wire format to the byte. See [`event`] for the wire rules and how each
-//! quirk of the platform's documentation was decided.
+//! - [`event`]: the five platform events and the test event, written and read to the byte.
+//! - [`webhook`] and [`Webhooks`]: configuration (scope, URL, events, status, headers,
+//!   secrets) and its management; [`store`]: where it lives ([`ConfigStore`]).
+//! - [`signing`]: shared-secret header, Standard Webhooks v1 and hub signatures.
+//! - [`transport`]: the [`Transport`] trait, the reqwest transport, the address guard.
+//! - [`Dispatcher`] / [`WebhookDispatcher`]: emit, send a test, preview.
+//! - [`receiver`]: verify and parse on the receiving side.
 //!
-//! ## Emitting side: build an event, get the body
+//! ## Emitting
+//!
+//! ```no_run
+//! use dataops_webhooks::event::{Dataset, Event};
+//! use dataops_webhooks::webhook::{EventFilter, NewWebhook, Scope};
+//! use dataops_webhooks::{Dispatcher, EventType, WebhookDispatcher};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let dispatcher = WebhookDispatcher::builder().build()?; // in-memory store, public targets only
+//! let org = Default::default();
+//! let secret = dispatcher.webhooks().create_org_secret(&org).await?;
+//! println!("write this down, it is shown once: {}", secret.expose());
+//! dispatcher
+//!     .webhooks()
+//!     .create(
+//!         NewWebhook::new(Scope::Project("traffic-signs".into()), "https://hooks.example.com/aq")
+//!             .events(EventFilter::only([EventType::DatasetComplete])),
+//!     )
+//!     .await?;
+//!
+//! let event = Event::dataset_complete("traffic-signs", Dataset { id: "v3".into(), ..Default::default() });
+//! let receipt = dispatcher.emit(event).await?;
+//! for outcome in receipt.outcomes().await {
+//!     println!("{} -> {:?}", outcome.url, outcome.status());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Writing and reading events
 //!
 //! ```
 //! use dataops_webhooks::event::{Dataset, Event};
@@ -31,8 +62,6 @@
 //! assert!(body.starts_with(br#"{"event":"dataset-complete","project":"traffic-signs","dataset":{"id":"traffic-signs-v3""#));
 //! # Ok::<(), serde_json::Error>(())
 //! ```
-//!
-//! ## Receiving side: read any payload
 //!
 //! ```
 //! use dataops_webhooks::{Event, ParseError};
@@ -55,17 +84,63 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | *(none yet)* | | the event catalogue needs no optional dependency |
+//! | `dispatch` | yes | webhook configuration, [`ConfigStore`] + [`MemoryStore`](store::MemoryStore), [`HttpTransport`](transport::HttpTransport) (reqwest + rustls), the address guard, [`WebhookDispatcher`]; pulls in tokio and reqwest |
+//! | `receiver` | yes | [`receiver::Verifier`]: verify and parse requests, with `http` types only (no tokio, no reqwest) |
+//! | `test-util` | no | [`store::conformance`]: the behaviour suite for any [`ConfigStore`] |
+//!
+//! The event catalogue, [`secret`] and [`signing`] are always there.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod error;
 pub mod event;
+pub mod secret;
+pub mod signing;
+
+#[cfg(feature = "dispatch")]
+mod dispatcher;
+#[cfg(feature = "dispatch")]
+pub mod queue;
+#[cfg(feature = "receiver")]
+pub mod receiver;
+#[cfg(feature = "dispatch")]
+pub mod retry;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+#[cfg(feature = "dispatch")]
+pub mod store;
+#[cfg(feature = "dispatch")]
+pub mod transport;
+#[cfg(feature = "dispatch")]
+pub mod webhook;
+#[cfg(feature = "dispatch")]
+pub mod worker;
 
 pub use error::{ParseError, UnknownEventType};
 pub use event::{Event, EventType};
 
+#[cfg(feature = "dispatch")]
+pub use dispatcher::{
+    judge, AttemptResult, DeliveryOutcome, DeliveryTicket, DispatchError, Dispatcher,
+    DispatcherBuilder, Emit, Preview, Receipt, WebhookDispatcher, DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_REQUEST_TIMEOUT,
+};
+#[cfg(feature = "dispatch")]
+pub use queue::{Deliveries, DeliveryQueue};
+#[cfg(feature = "dispatch")]
+pub use store::ConfigStore;
+#[cfg(feature = "dispatch")]
+pub use transport::Transport;
+#[cfg(feature = "dispatch")]
+pub use webhook::{ManageError, Webhooks};
+#[cfg(feature = "dispatch")]
+pub use worker::{HostEvent, WorkerHandle, WorkerOptions};
+
+/// The `User-Agent` of every request: `dataops-webhooks/<version>`.
+pub const USER_AGENT: &str = concat!("dataops-webhooks/", env!("CARGO_PKG_VERSION"));
+
 /// The README's Rust snippets, compiled and run as documentation tests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "dispatch", feature = "receiver"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

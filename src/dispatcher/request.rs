@@ -1,0 +1,146 @@
+//! Building the exact request of one attempt: headers, signatures, body. Used by sends and by
+//! [`preview`](crate::Dispatcher::preview) alike, so a preview cannot drift from a send.
+
+use std::fmt;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use crate::signing::{self, SigningSecrets, AQUARIUM_DELIVERY, AQUARIUM_EVENT};
+use crate::transport::{RedactedHeaders, TransportError, TransportErrorKind};
+use crate::webhook::{DeliveryId, SigningKeys, Webhook, WebhookId};
+use crate::EventType;
+
+/// The request a webhook would receive for an event, built without sending it.
+///
+/// The body is byte for byte what is sent. Headers are too, except the ones that belong to
+/// one attempt: `webhook-id`/`X-Aquarium-Delivery` carry this preview's own delivery id, and
+/// `webhook-timestamp` and the signatures are those of the moment it was made.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Preview {
+    /// The webhook.
+    pub webhook_id: WebhookId,
+    /// Where it would go.
+    pub url: Url,
+    /// The delivery id in the headers.
+    pub delivery_id: DeliveryId,
+    /// Every header that would be sent.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Preview {
+    /// The body as text (it is always UTF-8 JSON).
+    pub fn body_text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Preview {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preview")
+            .field("webhook_id", &self.webhook_id)
+            .field("url", &self.url.as_str())
+            .field("delivery_id", &self.delivery_id)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// The secrets that sign requests to `webhook` at `now`: its own, else the organization's
+/// (with any still in their grace period), else none (the request goes unsigned, as the
+/// platform does before an organization generates a secret).
+pub(crate) fn secrets_for<'a>(
+    webhook: &'a Webhook,
+    org_keys: Option<&'a SigningKeys>,
+    now: DateTime<Utc>,
+) -> Option<SigningSecrets<'a>> {
+    match (&webhook.secret, org_keys) {
+        (Some(own), _) => Some(SigningSecrets {
+            current: own,
+            previous: &[],
+        }),
+        (None, Some(keys)) => Some(SigningSecrets {
+            current: &keys.current,
+            previous: keys.valid_previous(now),
+        }),
+        (None, None) => None,
+    }
+}
+
+/// Every header of one attempt, in a fixed order: content type, user agent, delivery id,
+/// event type, the webhook's custom headers, then the signatures.
+///
+/// # Errors
+/// [`TransportErrorKind::InvalidRequest`] when a stored custom header or secret cannot be
+/// used (a custom store returned data the crate's validation would have refused).
+pub(crate) fn headers(
+    webhook: &Webhook,
+    org_keys: Option<&SigningKeys>,
+    delivery_id: DeliveryId,
+    event_type: EventType,
+    at: DateTime<Utc>,
+    body: &[u8],
+) -> Result<HeaderMap, TransportError> {
+    let mut map = HeaderMap::with_capacity(10 + webhook.headers.len());
+    map.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    map.insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static(crate::USER_AGENT),
+    );
+    let delivery = delivery_id.to_string();
+    insert(
+        &mut map,
+        HeaderName::from_static(AQUARIUM_DELIVERY),
+        delivery.clone(),
+    )?;
+    map.insert(
+        HeaderName::from_static(AQUARIUM_EVENT),
+        HeaderValue::from_static(event_type.as_str()),
+    );
+    for (name, value) in webhook.headers.iter() {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| stored_header_error(name, "name"))?;
+        insert(&mut map, name, value.to_owned())?;
+    }
+    if let Some(secrets) = secrets_for(webhook, org_keys, at) {
+        let signed = signing::signature_headers(
+            webhook.schemes,
+            secrets,
+            &delivery,
+            at.timestamp(),
+            body,
+        )
+        .map_err(|e| TransportError::new(TransportErrorKind::InvalidRequest, e.to_string()))?;
+        for (name, value) in signed {
+            insert(&mut map, HeaderName::from_static(name), value)?;
+        }
+    }
+    Ok(map)
+}
+
+/// Inserts a header; every value but the two fixed ones is marked sensitive, so HTTP/2
+/// compression never indexes a secret.
+fn insert(map: &mut HeaderMap, name: HeaderName, value: String) -> Result<(), TransportError> {
+    // From a `String`, the value takes the buffer over instead of copying it.
+    let mut value =
+        HeaderValue::try_from(value).map_err(|_| stored_header_error(name.as_str(), "value"))?;
+    value.set_sensitive(true);
+    map.insert(name, value);
+    Ok(())
+}
+
+fn stored_header_error(name: &str, what: &str) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::InvalidRequest,
+        format!("the stored header `{name}` has an invalid {what}; fix it with Webhooks::update"),
+    )
+}

@@ -1,0 +1,520 @@
+//! The behaviour suite every [`DeliveryQueue`] must pass (feature `test-util`).
+//!
+//! One call runs every check, each against a fresh queue from your factory, and panics with
+//! the name of the first behaviour that fails. Times are made up by the checks, so a run
+//! takes milliseconds:
+//!
+//! ```
+//! use dataops_webhooks::queue::{conformance, MemoryQueue};
+//!
+//! # tokio_test_block_on(async {
+//! conformance::check_delivery_queue(|| async { MemoryQueue::new() }).await;
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::{
+    AttemptLog, ClaimRequest, DeliveryQuery, DeliveryQueue, DeliveryStatus, Enqueued, Finish,
+    NewDelivery, NewEvent, Next,
+};
+use crate::webhook::{DeliveryId, OrgId, WebhookId};
+use crate::EventType;
+
+/// Runs every check against fresh queues from `make`. Panics naming the failed behaviour.
+pub async fn check_delivery_queue<Q, F, Fut>(make: F)
+where
+    Q: DeliveryQueue,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Q>,
+{
+    stores_the_payload_once_and_hands_it_to_every_delivery(&make().await).await;
+    claims_only_what_is_due_oldest_first(&make().await).await;
+    a_lease_hides_a_delivery_until_it_expires(&make().await).await;
+    settles_success_retry_and_death(&make().await).await;
+    a_lost_lease_cannot_overwrite_the_new_holder(&make().await).await;
+    release_and_abandon(&make().await).await;
+    skips_webhooks_at_their_limit(&make().await).await;
+    idempotency_keys_return_the_first_event(&make().await).await;
+    lists_newest_first_with_filters_and_cursors(&make().await).await;
+    redelivers_keeping_id_and_attempts(&make().await).await;
+    keeps_endpoint_health(&make().await).await;
+}
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + seconds, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn event(at: i64, webhooks: &[WebhookId]) -> NewEvent {
+    let payload = Bytes::from(format!(
+        r#"{{"event":"dataset-complete","project":"p","dataset":{{"id":"d{at}"}}}}"#
+    ));
+    let mut event = NewEvent::new(
+        OrgId::new("acme"),
+        "p",
+        EventType::DatasetComplete,
+        payload,
+        t(at),
+    );
+    event.deliveries = webhooks
+        .iter()
+        .map(|w| {
+            NewDelivery::new(
+                DeliveryId::new(),
+                *w,
+                format!("https://hooks.example.com/{w}"),
+            )
+        })
+        .collect();
+    event
+}
+
+fn failure(at: i64, status: u16) -> AttemptLog {
+    AttemptLog {
+        attempted_at: t(at),
+        status: Some(status),
+        duration: Duration::from_millis(12),
+        response: "database is down".into(),
+        error_kind: Some("http_status".into()),
+        error: Some(format!("the endpoint answered {status}")),
+    }
+}
+
+fn success(at: i64) -> AttemptLog {
+    AttemptLog {
+        attempted_at: t(at),
+        status: Some(204),
+        duration: Duration::from_millis(3),
+        response: String::new(),
+        error_kind: None,
+        error: None,
+    }
+}
+
+async fn enqueue(queue: &impl DeliveryQueue, event: NewEvent) {
+    let done = queue.enqueue(event).await.expect("enqueue");
+    assert!(matches!(done, Enqueued::New), "enqueue: a new event is New");
+}
+
+async fn claim(queue: &impl DeliveryQueue, now: i64, limit: usize) -> Vec<super::Claim> {
+    queue
+        .claim(&ClaimRequest::new(t(now), LEASE, limit))
+        .await
+        .expect("claim")
+}
+
+async fn stores_the_payload_once_and_hands_it_to_every_delivery(queue: &impl DeliveryQueue) {
+    let hooks = [WebhookId::new(), WebhookId::new(), WebhookId::new()];
+    let e = event(0, &hooks);
+    let (payload, ids) = (
+        e.payload.clone(),
+        e.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(),
+    );
+    enqueue(queue, e).await;
+    let claims = claim(queue, 0, 10).await;
+    assert_eq!(claims.len(), 3, "payload: every delivery is claimable");
+    for c in &claims {
+        assert_eq!(c.payload, payload, "payload: the exact bytes");
+        assert_eq!(c.project, "p", "payload: the project");
+        assert!(ids.contains(&c.delivery.id), "payload: the recorded ids");
+        assert_eq!(c.delivery.status, DeliveryStatus::Pending);
+        assert_eq!(c.delivery.attempts, 0);
+        assert_eq!(c.delivery.event_type, EventType::DatasetComplete);
+        assert_eq!(c.delivery.org, OrgId::new("acme"));
+    }
+    let record = queue
+        .get_delivery(&ids[0])
+        .await
+        .expect("get")
+        .expect("payload: get_delivery finds it");
+    assert_eq!(record.created_at, t(0));
+}
+
+async fn claims_only_what_is_due_oldest_first(queue: &impl DeliveryQueue) {
+    let hook = WebhookId::new();
+    let late = event(100, &[hook]);
+    let early = event(10, &[hook]);
+    let early_id = early.deliveries[0].id;
+    enqueue(queue, late).await;
+    enqueue(queue, early).await;
+    assert!(
+        claim(queue, 5, 10).await.is_empty(),
+        "due: nothing before its time"
+    );
+    let first = claim(queue, 200, 1).await;
+    assert_eq!(first.len(), 1, "due: the limit holds");
+    assert_eq!(first[0].delivery.id, early_id, "due: the oldest due first");
+    assert_eq!(claim(queue, 200, 10).await.len(), 1, "due: then the other");
+}
+
+async fn a_lease_hides_a_delivery_until_it_expires(queue: &impl DeliveryQueue) {
+    enqueue(queue, event(0, &[WebhookId::new()])).await;
+    let first = claim(queue, 0, 10).await;
+    assert_eq!(first.len(), 1);
+    assert!(
+        claim(queue, 30, 10).await.is_empty(),
+        "lease: a leased delivery is not handed out again"
+    );
+    let again = claim(queue, 61, 10).await;
+    assert_eq!(
+        again.len(),
+        1,
+        "lease: claimable again once the lease expired"
+    );
+    assert_eq!(again[0].delivery.id, first[0].delivery.id);
+    assert_ne!(again[0].lease, first[0].lease, "lease: a new lease id");
+}
+
+async fn settles_success_retry_and_death(queue: &impl DeliveryQueue) {
+    enqueue(queue, event(0, &[WebhookId::new()])).await;
+    let c = claim(queue, 0, 1).await.remove(0);
+    let id = c.delivery.id;
+    let report = queue
+        .finish(
+            &id,
+            c.lease,
+            Finish::Attempted {
+                attempt: failure(0, 500),
+                next: Next::RetryAt(t(300)),
+            },
+            t(1),
+        )
+        .await
+        .expect("finish");
+    assert!(!report.lease_lost, "settle: the lease was held");
+    let d = queue.get_delivery(&id).await.expect("get").expect("found");
+    assert_eq!(
+        (d.status, d.attempts, d.next_attempt_at),
+        (DeliveryStatus::Pending, 1, Some(t(300))),
+        "settle: a retry is pending at its time with the attempt counted"
+    );
+    assert_eq!(d.last_error.as_deref(), Some("the endpoint answered 500"));
+    assert!(
+        claim(queue, 299, 1).await.is_empty(),
+        "settle: not before the retry time"
+    );
+    let c = claim(queue, 300, 1).await.remove(0);
+    assert_eq!(
+        c.delivery.attempts, 1,
+        "settle: the claim carries the attempt count"
+    );
+    queue
+        .finish(
+            &id,
+            c.lease,
+            Finish::Attempted {
+                attempt: success(300),
+                next: Next::Succeeded,
+            },
+            t(301),
+        )
+        .await
+        .expect("finish");
+    let d = queue.get_delivery(&id).await.expect("get").expect("found");
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 2));
+    assert_eq!(
+        d.next_attempt_at, None,
+        "settle: a settled delivery is not due"
+    );
+    assert_eq!(d.last_error, None, "settle: success clears the error");
+    let log = queue.attempts(&id).await.expect("attempts");
+    assert_eq!(
+        log,
+        vec![failure(0, 500), success(300)],
+        "settle: the log, oldest first"
+    );
+    assert!(
+        claim(queue, 10_000, 10).await.is_empty(),
+        "settle: never claimed again"
+    );
+
+    enqueue(queue, event(0, &[WebhookId::new()])).await;
+    let c = claim(queue, 0, 1).await.remove(0);
+    queue
+        .finish(
+            &c.delivery.id,
+            c.lease,
+            Finish::Attempted {
+                attempt: failure(0, 503),
+                next: Next::Dead,
+            },
+            t(1),
+        )
+        .await
+        .expect("finish");
+    let d = queue
+        .get_delivery(&c.delivery.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(d.status, DeliveryStatus::Dead, "settle: dead");
+    assert_eq!(d.last_error.as_deref(), Some("the endpoint answered 503"));
+    assert!(
+        claim(queue, 10_000, 10).await.is_empty(),
+        "settle: dead is not claimed"
+    );
+}
+
+async fn a_lost_lease_cannot_overwrite_the_new_holder(queue: &impl DeliveryQueue) {
+    enqueue(queue, event(0, &[WebhookId::new()])).await;
+    let stale = claim(queue, 0, 1).await.remove(0);
+    let fresh = claim(queue, 100, 1).await.remove(0);
+    let id = stale.delivery.id;
+    queue
+        .finish(
+            &id,
+            fresh.lease,
+            Finish::Attempted {
+                attempt: success(100),
+                next: Next::Succeeded,
+            },
+            t(101),
+        )
+        .await
+        .expect("finish");
+    let report = queue
+        .finish(
+            &id,
+            stale.lease,
+            Finish::Attempted {
+                attempt: failure(0, 500),
+                next: Next::RetryAt(t(500)),
+            },
+            t(102),
+        )
+        .await
+        .expect("finish");
+    assert!(report.lease_lost, "lost lease: reported");
+    let d = queue.get_delivery(&id).await.expect("get").expect("found");
+    assert_eq!(
+        d.status,
+        DeliveryStatus::Succeeded,
+        "lost lease: state untouched"
+    );
+    assert_eq!(
+        queue.attempts(&id).await.expect("attempts").len(),
+        2,
+        "lost lease: the attempt is still logged"
+    );
+}
+
+async fn release_and_abandon(queue: &impl DeliveryQueue) {
+    enqueue(queue, event(0, &[WebhookId::new(), WebhookId::new()])).await;
+    let mut claims = claim(queue, 0, 2).await;
+    let b = claims.pop().expect("two");
+    let a = claims.pop().expect("two");
+    queue
+        .finish(&a.delivery.id, a.lease, Finish::Released, t(5))
+        .await
+        .expect("release");
+    let again = claim(queue, 5, 10).await;
+    assert_eq!(again.len(), 1, "release: due again at once");
+    assert_eq!(again[0].delivery.id, a.delivery.id);
+    assert_eq!(again[0].delivery.attempts, 0, "release: no attempt counted");
+    queue
+        .finish(
+            &b.delivery.id,
+            b.lease,
+            Finish::Abandoned {
+                reason: "the webhook was deleted".into(),
+            },
+            t(6),
+        )
+        .await
+        .expect("abandon");
+    let d = queue
+        .get_delivery(&b.delivery.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(d.status, DeliveryStatus::Dead, "abandon: dead");
+    assert_eq!(d.last_error.as_deref(), Some("the webhook was deleted"));
+    assert!(queue
+        .attempts(&b.delivery.id)
+        .await
+        .expect("attempts")
+        .is_empty());
+}
+
+async fn skips_webhooks_at_their_limit(queue: &impl DeliveryQueue) {
+    let (busy, free) = (WebhookId::new(), WebhookId::new());
+    enqueue(queue, event(0, &[busy, busy, free])).await;
+    let claims = queue
+        .claim(&ClaimRequest::new(t(0), LEASE, 10).skip(vec![busy]))
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1, "skip: only the free webhook's delivery");
+    assert_eq!(claims[0].delivery.webhook_id, free);
+}
+
+async fn idempotency_keys_return_the_first_event(queue: &impl DeliveryQueue) {
+    let hook = WebhookId::new();
+    let mut first = event(0, &[hook]);
+    first.idempotency_key = Some("export-42".into());
+    let (first_id, first_delivery) = (first.id, first.deliveries[0].id);
+    enqueue(queue, first).await;
+    let mut again = event(1, &[hook, WebhookId::new()]);
+    again.idempotency_key = Some("export-42".into());
+    match queue.enqueue(again).await.expect("enqueue") {
+        Enqueued::Duplicate {
+            event_id,
+            deliveries,
+        } => {
+            assert_eq!(event_id, first_id, "idempotency: the first event");
+            let ids: Vec<_> = deliveries.iter().map(|d| d.id).collect();
+            assert_eq!(ids, vec![first_delivery], "idempotency: its deliveries");
+        }
+        Enqueued::New => panic!("idempotency: a repeated key must not record a new event"),
+    }
+    assert_eq!(
+        claim(queue, 10, 10).await.len(),
+        1,
+        "idempotency: nothing new queued"
+    );
+    let mut other_org = event(2, &[hook]);
+    other_org.idempotency_key = Some("export-42".into());
+    other_org.org = OrgId::new("globex");
+    enqueue(queue, other_org).await;
+}
+
+async fn lists_newest_first_with_filters_and_cursors(queue: &impl DeliveryQueue) {
+    let (hook, other) = (WebhookId::new(), WebhookId::new());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let e = event(i, &[hook, other]);
+        ids.push(e.deliveries[0].id);
+        enqueue(queue, e).await;
+    }
+    let c = queue
+        .claim(&ClaimRequest::new(t(10), LEASE, 1).skip(vec![other]))
+        .await
+        .expect("claim")
+        .remove(0);
+    queue
+        .finish(
+            &c.delivery.id,
+            c.lease,
+            Finish::Attempted {
+                attempt: failure(10, 500),
+                next: Next::Dead,
+            },
+            t(11),
+        )
+        .await
+        .expect("finish");
+    let page = queue
+        .list_deliveries(&DeliveryQuery::new(hook).limit(2))
+        .await
+        .expect("list");
+    assert_eq!(
+        page.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]],
+        "list: newest first"
+    );
+    let cursor = page.next.expect("list: a cursor while more remain");
+    let rest = queue
+        .list_deliveries(&DeliveryQuery::new(hook).limit(10).before(cursor))
+        .await
+        .expect("list");
+    assert_eq!(
+        rest.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1], ids[0]],
+        "list: the next page continues without gaps"
+    );
+    assert!(rest.next.is_none(), "list: no cursor on the last page");
+    let dead = queue
+        .list_deliveries(&DeliveryQuery::new(hook).status(DeliveryStatus::Dead))
+        .await
+        .expect("list");
+    assert_eq!(dead.items.len(), 1, "list: status filter");
+    assert_eq!(dead.items[0].id, c.delivery.id);
+    let recent = queue
+        .list_deliveries(&DeliveryQuery::new(hook).since(t(3)))
+        .await
+        .expect("list");
+    assert_eq!(recent.items.len(), 2, "list: since filter");
+}
+
+async fn redelivers_keeping_id_and_attempts(queue: &impl DeliveryQueue) {
+    enqueue(queue, event(0, &[WebhookId::new()])).await;
+    let c = claim(queue, 0, 1).await.remove(0);
+    queue
+        .finish(
+            &c.delivery.id,
+            c.lease,
+            Finish::Attempted {
+                attempt: failure(0, 500),
+                next: Next::Dead,
+            },
+            t(1),
+        )
+        .await
+        .expect("finish");
+    assert!(queue
+        .redeliver(&c.delivery.id, t(50))
+        .await
+        .expect("redeliver"));
+    assert!(!queue
+        .redeliver(&DeliveryId::new(), t(50))
+        .await
+        .expect("redeliver"));
+    let again = claim(queue, 50, 10).await;
+    assert_eq!(again.len(), 1, "redeliver: due now");
+    assert_eq!(again[0].delivery.id, c.delivery.id, "redeliver: same id");
+    assert_eq!(again[0].delivery.attempts, 1, "redeliver: attempts kept");
+    assert_eq!(again[0].payload, c.payload, "redeliver: same bytes");
+}
+
+async fn keeps_endpoint_health(queue: &impl DeliveryQueue) {
+    let hook = WebhookId::new();
+    enqueue(queue, event(0, &[hook, hook, hook])).await;
+    let mut claims = claim(queue, 0, 3).await;
+    let mut settle = |at: i64, ok: bool| {
+        let c = claims.remove(0);
+        async move {
+            let attempt = if ok { success(at) } else { failure(at, 500) };
+            queue
+                .finish(
+                    &c.delivery.id,
+                    c.lease,
+                    Finish::Attempted {
+                        attempt,
+                        next: if ok { Next::Succeeded } else { Next::Dead },
+                    },
+                    t(at),
+                )
+                .await
+                .expect("finish")
+        }
+    };
+    let first = settle(10, false).await;
+    assert_eq!(
+        first.failing_since,
+        Some(t(10)),
+        "health: failing from the first failure"
+    );
+    let second = settle(20, false).await;
+    assert_eq!(
+        second.failing_since,
+        Some(t(10)),
+        "health: still from the first"
+    );
+    assert!(!second.recovered);
+    let third = settle(30, true).await;
+    assert!(
+        third.recovered,
+        "health: a success after failures is a recovery"
+    );
+    assert_eq!(third.failing_since, None);
+}

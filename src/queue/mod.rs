@@ -1,0 +1,155 @@
+//! The delivery queue (the outbox): where `emit` records deliveries before it returns, and
+//! where workers claim them, record attempts and settle them.
+//!
+//! Life of a delivery:
+//!
+//! ```text
+//! emit ──► pending ──claim (lease)──► attempt ──► succeeded
+//!             ▲                          │
+//!             └──── retry at t ◄─────────┤
+//!                                        └──► dead ──redeliver──► pending
+//! ```
+//!
+//! A claim takes a lease: the delivery is not handed out again until the lease expires. A
+//! worker that crashes mid-attempt simply lets its lease expire, and the delivery is claimed
+//! again (at-least-once; the delivery id stays the same, so receivers can drop duplicates).
+//! Implementations make the "due" time and the lease one column: claiming moves a
+//! delivery's `next_attempt_at` to the end of its lease.
+//!
+//! [`MemoryQueue`] keeps everything in the process; `SqliteStore` (feature `sqlite`) in a file.
+//! With the `test-util` feature, [`conformance::check_delivery_queue`] checks any
+//! implementation.
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+mod manage;
+mod memory;
+mod types;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::webhook::DeliveryId;
+
+pub use manage::Deliveries;
+pub use memory::MemoryQueue;
+pub use types::{
+    AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryRecord, DeliveryStatus,
+    Enqueued, Finish, FinishReport, LeaseId, NewDelivery, NewEvent, Next,
+};
+
+/// The most deliveries one [`list_deliveries`](DeliveryQueue::list_deliveries) call returns.
+pub const MAX_DELIVERY_PAGE: usize = 200;
+
+/// Durable storage of deliveries, their payloads and their attempts.
+///
+/// Every method is atomic. Times are passed in (never read from a clock inside), so tests
+/// can drive a queue through hours of schedule in no time.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync + fmt::Debug {
+    /// Records an event's payload once and one pending delivery per entry of
+    /// `event.deliveries`, due at `event.created_at`.
+    ///
+    /// With an idempotency key that the organization used before, nothing is written and the
+    /// first emit's event and deliveries are returned as [`Enqueued::Duplicate`].
+    async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError>;
+
+    /// Leases up to `request.limit` pending deliveries due at `request.now` (oldest due first),
+    /// skipping the webhooks in `request.skip`, and returns them with their payloads.
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError>;
+
+    /// Settles a claimed delivery: records the attempt and its next state, returns it to the
+    /// queue untouched, or ends it without an attempt. A lease that is no longer held (it
+    /// expired and another worker claimed the delivery) still records the attempt but leaves
+    /// the state to the new holder, and says so in [`FinishReport::lease_lost`].
+    ///
+    /// Attempts also keep the webhook's health: a success clears its `failing_since`, a
+    /// failure sets it if unset; the report carries the result.
+    async fn finish(
+        &self,
+        delivery: &DeliveryId,
+        lease: LeaseId,
+        finish: Finish,
+        now: DateTime<Utc>,
+    ) -> Result<FinishReport, QueueError>;
+
+    /// One delivery.
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, QueueError>;
+
+    /// One page of a webhook's deliveries, newest first, optionally of one status and created
+    /// at or after a time.
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<DeliveryPage, QueueError>;
+
+    /// Every attempt of a delivery, oldest first.
+    async fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptLog>, QueueError>;
+
+    /// Makes a delivery due again at `now`, whatever its state, keeping its id and its
+    /// attempts. `false` when there is no such delivery.
+    async fn redeliver(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<bool, QueueError>;
+}
+
+/// A queue operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The backend failed (database unreachable, disk full, corrupt row).
+    #[error("the delivery queue failed: {message}")]
+    Backend {
+        /// What happened, for the operator.
+        message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A delivery id that is already queued.
+    #[error("delivery {0} is already queued")]
+    Conflict(DeliveryId),
+}
+
+impl QueueError {
+    /// A backend failure with its cause, for queue implementations.
+    pub fn backend(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+/// A requested page size, clamped to 1..=[`MAX_DELIVERY_PAGE`].
+pub(crate) fn page_limit(limit: usize) -> usize {
+    limit.clamp(1, MAX_DELIVERY_PAGE)
+}
+
+/// Whether a webhook has been failing longer than `window`, counting from the later of when
+/// it started failing and when its configuration last changed (re-enabling a webhook starts
+/// a fresh window).
+pub fn failing_too_long(
+    failing_since: Option<DateTime<Utc>>,
+    webhook_updated_at: DateTime<Utc>,
+    window: chrono::Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    failing_since.is_some_and(|since| now - since.max(webhook_updated_at) >= window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_window_counts_from_the_last_change() {
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).expect("time");
+        let window = chrono::Duration::seconds(100);
+        assert!(!failing_too_long(None, t(0), window, t(1_000)));
+        assert!(!failing_too_long(Some(t(950)), t(0), window, t(1_000)));
+        assert!(failing_too_long(Some(t(900)), t(0), window, t(1_000)));
+        // Re-enabled at 950: the window starts again.
+        assert!(!failing_too_long(Some(t(0)), t(950), window, t(1_000)));
+    }
+}

@@ -1,0 +1,345 @@
+//! The retry policy: what an attempt's result means, and when the next attempt is due.
+//!
+//! Everything here is a pure function of its inputs (the random jitter is passed in), so the
+//! schedule is unit-tested without clocks. The worker calls [`verdict`] on each attempt and
+//! [`RetryPolicy::next_delay`] when it is to be retried.
+//!
+//! | result | verdict |
+//! |---|---|
+//! | 2xx | delivered |
+//! | 410 Gone | dead, and the webhook is disabled at once |
+//! | any other 3xx, 4xx, 5xx (408 and 429 included) | retried; `Retry-After` honoured |
+//! | timeout, connect, DNS, TLS, blocked address, response too large | retried |
+//! | the request cannot be built (a bad stored header) | dead at once |
+//!
+//! Other 4xx are retried on purpose: a 401, 403 or 404 is nearly always a receiver being
+//! set up or redeployed, fixed within the hours the schedule spans; an endpoint that keeps
+//! refusing is disabled by the health window instead of losing the events in between.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, StatusCode};
+
+use crate::dispatcher::AttemptResult;
+use crate::transport::TransportErrorKind;
+
+/// The documented default schedule: the delay before each attempt after the previous one
+/// failed (the first is immediate). Eight attempts over about 28 hours.
+pub const DEFAULT_SCHEDULE: [Duration; 8] = [
+    Duration::ZERO,
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+
+/// When to try again, as a value: the schedule, the jitter and the bounds on `Retry-After`.
+///
+/// ```
+/// use std::time::Duration;
+/// use dataops_webhooks::retry::RetryPolicy;
+///
+/// // Tests and demos: three attempts, 10 ms apart, no jitter.
+/// let fast = RetryPolicy::new(vec![Duration::ZERO, Duration::from_millis(10), Duration::from_millis(10)])
+///     .jitter(0.0);
+/// assert_eq!(fast.max_attempts(), 3);
+/// assert_eq!(fast.next_delay(1, None, 0.5), Some(Duration::from_millis(10)));
+/// assert_eq!(fast.next_delay(3, None, 0.5), None); // the third failure was the last
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Delay before attempt `n + 1` after attempt `n` failed is `schedule[n]`; the first entry
+    /// is the first attempt's own delay (zero). Its length is the number of attempts.
+    pub schedule: Vec<Duration>,
+    /// Each delay is moved by up to this share either way (default 0.2: ±20%), so endpoints
+    /// that failed together are not retried in lockstep.
+    pub jitter: f64,
+    /// The longest `Retry-After` honoured (default 10 h, the schedule's longest step); a longer
+    /// one is cut to this.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::new(DEFAULT_SCHEDULE.to_vec())
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with this schedule (at least one attempt is always made), ±20% jitter and
+    /// `Retry-After` honoured up to 10 hours.
+    pub fn new(schedule: Vec<Duration>) -> Self {
+        let schedule = if schedule.is_empty() {
+            vec![Duration::ZERO]
+        } else {
+            schedule
+        };
+        Self {
+            schedule,
+            jitter: 0.2,
+            max_retry_after: Duration::from_secs(10 * 3600),
+        }
+    }
+
+    /// Sets the jitter share, clamped to 0.0..=1.0.
+    #[must_use]
+    pub fn jitter(mut self, share: f64) -> Self {
+        self.jitter = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// Sets the longest `Retry-After` honoured.
+    #[must_use]
+    pub fn max_retry_after(mut self, limit: Duration) -> Self {
+        self.max_retry_after = limit;
+        self
+    }
+
+    /// How many attempts a delivery gets in all.
+    pub fn max_attempts(&self) -> u32 {
+        u32::try_from(self.schedule.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The delay before the next attempt, after `failed_attempts` attempts have failed; `None`
+    /// when that was the last. `retry_after` is the endpoint's own request; `random` is a
+    /// uniform sample in `0.0..1.0` that places the jitter.
+    ///
+    /// The endpoint's `Retry-After` is honoured as a floor, up to
+    /// [`max_retry_after`](Self::max_retry_after): the delivery is never retried earlier than
+    /// the schedule says, nor earlier than the endpoint asked, within that bound.
+    pub fn next_delay(
+        &self,
+        failed_attempts: u32,
+        retry_after: Option<Duration>,
+        random: f64,
+    ) -> Option<Duration> {
+        let step = self.schedule.get(usize::try_from(failed_attempts).ok()?)?;
+        let random = if random.is_finite() {
+            random.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        let factor = 1.0 + self.jitter * (2.0 * random - 1.0);
+        let jittered = step.mul_f64(factor.max(0.0));
+        let asked = retry_after.map_or(Duration::ZERO, |d| d.min(self.max_retry_after));
+        Some(jittered.max(asked))
+    }
+}
+
+/// What one attempt's result means for its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Delivered (2xx).
+    Delivered,
+    /// Try again, no earlier than `retry_after` if the endpoint said so.
+    Retry {
+        /// The endpoint's `Retry-After`, if it sent one that parses.
+        retry_after: Option<Duration>,
+    },
+    /// 410 Gone: the endpoint is gone for good. The delivery is dead and the webhook disabled.
+    Gone,
+    /// Retrying cannot help (the request cannot even be built): the delivery is dead.
+    Fatal,
+}
+
+/// Judges one attempt, as the table in the [module docs](self) says. `response_headers` are
+/// the endpoint's (for `Retry-After`); `now` reads an HTTP-date `Retry-After`.
+pub fn verdict(
+    result: &AttemptResult,
+    response_headers: Option<&HeaderMap>,
+    now: DateTime<Utc>,
+) -> Verdict {
+    match result {
+        AttemptResult::Delivered { .. } => Verdict::Delivered,
+        AttemptResult::Rejected { status, .. } if *status == StatusCode::GONE => Verdict::Gone,
+        AttemptResult::Rejected { .. } => Verdict::Retry {
+            retry_after: response_headers
+                .and_then(|h| h.get(http::header::RETRY_AFTER))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, now)),
+        },
+        AttemptResult::Failed(error) if error.kind() == TransportErrorKind::InvalidRequest => {
+            Verdict::Fatal
+        }
+        AttemptResult::Failed(_) => Verdict::Retry { retry_after: None },
+    }
+}
+
+/// Reads a `Retry-After` value: delay-seconds (`120`) or an HTTP date
+/// (`Wed, 21 Oct 2026 07:28:00 GMT`, read relative to `now`; a past date is zero). `None`
+/// when it is neither.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A uniform sample in `0.0..1.0` from the operating system's generator, for the jitter.
+pub(crate) fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    // 53 random bits make every representable value in 0..1 equally likely.
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportError;
+
+    fn rejected(status: u16) -> AttemptResult {
+        AttemptResult::Rejected {
+            status: StatusCode::from_u16(status).expect("status"),
+            body: String::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_default_schedule_is_the_documented_one() {
+        let policy = RetryPolicy::default().jitter(0.0);
+        assert_eq!(policy.max_attempts(), 8);
+        let delays: Vec<_> = (1..8)
+            .map(|n| policy.next_delay(n, None, 0.5).expect("more attempts"))
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(delays, [5, 300, 1800, 7200, 18000, 36000, 36000]);
+        assert_eq!(policy.next_delay(8, None, 0.5), None);
+        assert_eq!(policy.next_delay(0, None, 0.5), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn jitter_stays_within_twenty_percent_and_spans_it() {
+        let policy = RetryPolicy::default();
+        let low = policy.next_delay(2, None, 0.0).expect("delay");
+        let high = policy.next_delay(2, None, 1.0).expect("delay");
+        let mid = policy.next_delay(2, None, 0.5).expect("delay");
+        assert_eq!(low, Duration::from_secs(240));
+        assert_eq!(high, Duration::from_secs(360));
+        assert_eq!(mid, Duration::from_secs(300));
+        for _ in 0..1000 {
+            let d = policy.next_delay(2, None, random_unit()).expect("delay");
+            assert!(d >= low && d <= high, "{d:?}");
+        }
+        // A bad sample is treated as the middle, not as a panic or a huge delay.
+        assert_eq!(policy.next_delay(2, None, f64::NAN), Some(mid));
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_within_bounds() {
+        let policy = RetryPolicy::default().jitter(0.0);
+        // Shorter than the schedule: the schedule wins.
+        assert_eq!(
+            policy.next_delay(2, Some(Duration::from_secs(10)), 0.5),
+            Some(Duration::from_secs(300))
+        );
+        // Longer: honoured.
+        assert_eq!(
+            policy.next_delay(1, Some(Duration::from_secs(60)), 0.5),
+            Some(Duration::from_secs(60))
+        );
+        // Absurd: cut to the bound.
+        assert_eq!(
+            policy.next_delay(1, Some(Duration::from_secs(30 * 86_400)), 0.5),
+            Some(Duration::from_secs(36_000))
+        );
+        // Never revives a delivery whose attempts are spent.
+        assert_eq!(
+            policy.next_delay(8, Some(Duration::from_secs(1)), 0.5),
+            None
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = at("2026-10-21T07:28:00Z");
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::from_secs(0)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:30:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
+        for junk in ["", "soon", "-5", "1.5", "Wed, 99 Oct 2026"] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_table() {
+        let now = at("2026-10-21T07:28:00Z");
+        let ok = AttemptResult::Delivered {
+            status: StatusCode::OK,
+            body: String::new(),
+            duration: Duration::ZERO,
+        };
+        assert_eq!(verdict(&ok, None, now), Verdict::Delivered);
+        assert_eq!(verdict(&rejected(410), None, now), Verdict::Gone);
+        for status in [301, 302, 400, 401, 404, 408, 422, 429, 500, 502, 503] {
+            assert_eq!(
+                verdict(&rejected(status), None, now),
+                Verdict::Retry { retry_after: None },
+                "{status}"
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "30".parse().expect("value"));
+        assert_eq!(
+            verdict(&rejected(429), Some(&headers), now),
+            Verdict::Retry {
+                retry_after: Some(Duration::from_secs(30))
+            }
+        );
+        for kind in [
+            TransportErrorKind::Timeout,
+            TransportErrorKind::Connect,
+            TransportErrorKind::Dns,
+            TransportErrorKind::Tls,
+            TransportErrorKind::BlockedAddress,
+            TransportErrorKind::ResponseTooLarge,
+            TransportErrorKind::Other,
+        ] {
+            let failed = AttemptResult::Failed(TransportError::new(kind, "x"));
+            assert_eq!(
+                verdict(&failed, None, now),
+                Verdict::Retry { retry_after: None },
+                "{kind:?}"
+            );
+        }
+        let broken = AttemptResult::Failed(TransportError::new(
+            TransportErrorKind::InvalidRequest,
+            "bad header",
+        ));
+        assert_eq!(verdict(&broken, None, now), Verdict::Fatal);
+    }
+}

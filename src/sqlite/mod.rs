@@ -1,0 +1,175 @@
+//! [`SqliteStore`] (feature `sqlite`): the whole state — webhooks, secrets, events,
+//! deliveries, attempts — in one SQLite file. The embedded durable default.
+//!
+//! The file runs in WAL mode with `synchronous = NORMAL`: a committed emit survives the
+//! process being killed at any point (it is in the write-ahead log before `emit` returns);
+//! only a power loss or OS crash can lose the last few commits. All access goes through one
+//! connection on tokio's blocking pool, so the async runtime never waits on the disk.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use dataops_webhooks::sqlite::SqliteStore;
+//! use dataops_webhooks::{WebhookDispatcher, WorkerOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(SqliteStore::open("webhooks.db").await?); // creates and migrates
+//! let dispatcher = WebhookDispatcher::builder()
+//!     .store(store.clone())
+//!     .queue(store)
+//!     .build()?;
+//! let worker = dispatcher.start_worker(WorkerOptions::default());
+//! # worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod queue;
+mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::Type;
+use rusqlite::Connection;
+
+pub use schema::SCHEMA_VERSION;
+
+/// Webhook configuration and the delivery queue in one SQLite file. Implements
+/// [`ConfigStore`](crate::ConfigStore) and [`DeliveryQueue`](crate::DeliveryQueue); cheap to
+/// share behind an `Arc`.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+/// Why a SQLite file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// The file cannot be opened or set up (missing directory, no permission, not a
+    /// database).
+    #[error("cannot open the SQLite database {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer version of this crate; upgrade the crate (or use a
+    /// copy of the file made before the upgrade).
+    #[error("the database {path} has schema version {found}; this version of dataops-webhooks knows up to {supported}: upgrade the crate")]
+    SchemaTooNew {
+        /// The file.
+        path: PathBuf,
+        /// The file's version.
+        found: i64,
+        /// The newest this code knows.
+        supported: i64,
+    },
+    /// A migration failed; the file is left at its previous version.
+    #[error("migrating {path} to schema version {version} failed: {source}")]
+    Migration {
+        /// The file.
+        path: PathBuf,
+        /// The version it failed to reach.
+        version: i64,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The blocking task running SQLite was cancelled (the runtime is shutting down).
+    #[error("the SQLite task did not finish: {0}")]
+    Task(String),
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date:
+    /// the one call a host makes.
+    ///
+    /// # Errors
+    /// [`SqliteError::Open`], [`SqliteError::SchemaTooNew`], [`SqliteError::Migration`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
+        let path = path.as_ref().to_path_buf();
+        let owned = path.clone();
+        let conn = tokio::task::spawn_blocking(move || schema::open(&owned))
+            .await
+            .map_err(|e| SqliteError::Task(e.to_string()))??;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection, on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Failure::Task(e.to_string()))?
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What went wrong inside a call; turned into the trait's own error type at the boundary.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("a stored record cannot be read: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("the SQLite task did not finish: {0}")]
+    Task(String),
+    #[error("delivery {0} is already queued")]
+    DuplicateDelivery(crate::webhook::DeliveryId),
+    #[error("webhook {0} already exists")]
+    DuplicateWebhook(crate::webhook::WebhookId),
+    #[error("webhook {0} does not exist")]
+    MissingWebhook(crate::webhook::WebhookId),
+}
+
+/// A time as stored: microseconds since the Unix epoch.
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// Reads a column through `FromStr` (ids, event types, statuses).
+fn parsed<T>(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let text: String = row.get(index)?;
+    text.parse().map_err(|e: T::Err| {
+        rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.to_string().into())
+    })
+}

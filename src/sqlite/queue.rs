@@ -1,0 +1,389 @@
+//! [`DeliveryQueue`] over SQLite. A claim is one `UPDATE … RETURNING` that moves due
+//! deliveries' `due_at` to the end of their lease; every settle is one transaction.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::{from_micros, micros, parsed, Failure, SqliteStore};
+use crate::queue::{
+    page_limit, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryQueue,
+    DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, LeaseId, NewEvent, Next,
+    QueueError,
+};
+use crate::webhook::{DeliveryId, EventId};
+
+impl From<Failure> for QueueError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::DuplicateDelivery(id) => QueueError::Conflict(id),
+            other => QueueError::backend("SQLite", other),
+        }
+    }
+}
+
+/// The columns of a [`DeliveryRecord`], for [`record`].
+const RECORD: &str = "d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url, d.status, \
+     d.attempts, d.due_at, d.last_error, d.created_at, d.updated_at";
+
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    let status: DeliveryStatus = parsed(row, 6)?;
+    Ok(DeliveryRecord {
+        id: parsed(row, 0)?,
+        event_id: parsed(row, 1)?,
+        org: row.get::<_, String>(2)?.into(),
+        event_type: parsed(row, 3)?,
+        webhook_id: parsed(row, 4)?,
+        url: row.get(5)?,
+        status,
+        attempts: row.get(7)?,
+        next_attempt_at: row.get::<_, Option<i64>>(8)?.map(from_micros),
+        last_error: row.get(9)?,
+        created_at: from_micros(row.get(10)?),
+        updated_at: from_micros(row.get(11)?),
+    })
+}
+
+fn deliveries_of(tx: &Transaction<'_>, event: &str) -> Result<Vec<DeliveryRecord>, Failure> {
+    let sql = format!(
+        "SELECT {RECORD} FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE d.event_id = ?1 ORDER BY d.id"
+    );
+    let mut statement = tx.prepare_cached(&sql)?;
+    let rows = statement.query_map([event], record)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Records an attempt and the webhook's health; returns (failing_since, recovered).
+fn log_attempt(
+    tx: &Transaction<'_>,
+    delivery: &str,
+    webhook: &str,
+    attempt: &AttemptLog,
+    now: DateTime<Utc>,
+) -> Result<(Option<DateTime<Utc>>, bool), Failure> {
+    tx.prepare_cached(
+        "INSERT INTO attempts
+         (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        delivery,
+        micros(attempt.attempted_at),
+        attempt.status,
+        i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX),
+        attempt.response,
+        attempt.error_kind,
+        attempt.error,
+    ])?;
+    tx.prepare_cached(
+        "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, updated_at = ?3
+         WHERE id = ?1",
+    )?
+    .execute(params![delivery, attempt.error, micros(now)])?;
+    if attempt.is_success() {
+        let recovered = tx
+            .prepare_cached("DELETE FROM endpoint_health WHERE webhook_id = ?1")?
+            .execute([webhook])?
+            > 0;
+        return Ok((None, recovered));
+    }
+    tx.prepare_cached(
+        "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES (?1, ?2)
+         ON CONFLICT (webhook_id) DO NOTHING",
+    )?
+    .execute(params![webhook, micros(now)])?;
+    let since: i64 = tx
+        .prepare_cached("SELECT failing_since FROM endpoint_health WHERE webhook_id = ?1")?
+        .query_row([webhook], |r| r.get(0))?;
+    Ok((Some(from_micros(since)), false))
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError> {
+        Ok(self
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let org = event.org.to_string();
+                if let Some(key) = &event.idempotency_key {
+                    let first: Option<String> = tx
+                        .query_row(
+                            "SELECT id FROM events WHERE org = ?1 AND idempotency_key = ?2",
+                            params![org, key],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if let Some(first) = first {
+                        let deliveries = deliveries_of(&tx, &first)?;
+                        let event_id: EventId =
+                            first.parse().map_err(|e: crate::webhook::BadId| {
+                                rusqlite::Error::FromSqlConversionFailure(
+                                    0,
+                                    rusqlite::types::Type::Text,
+                                    e.into(),
+                                )
+                            })?;
+                        return Ok(Enqueued::Duplicate {
+                            event_id,
+                            deliveries,
+                        });
+                    }
+                }
+                let (event_id, at) = (event.id.to_string(), micros(event.created_at));
+                tx.execute(
+                    "INSERT INTO events
+                     (id, org, project, event_type, payload, idempotency_key, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        event_id,
+                        org,
+                        event.project,
+                        event.event_type.as_str(),
+                        &event.payload[..],
+                        event.idempotency_key,
+                        at
+                    ],
+                )?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO deliveries
+                         (id, event_id, webhook_id, url, status, due_at, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)
+                         ON CONFLICT (id) DO NOTHING",
+                    )?;
+                    for d in &event.deliveries {
+                        let id = d.id.to_string();
+                        let webhook = d.webhook_id.to_string();
+                        if insert.execute(params![id, event_id, webhook, d.url, at])? == 0 {
+                            return Err(Failure::DuplicateDelivery(d.id));
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(Enqueued::New)
+            })
+            .await?)
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError> {
+        let now = micros(request.now);
+        let until = micros(request.lease_until());
+        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+        let skip = serde_json::to_string(
+            &request
+                .skip
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .map_err(Failure::from)?;
+        let lease = LeaseId::random();
+        Ok(self
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let claimed = tx
+                    .prepare_cached(
+                        "UPDATE deliveries SET due_at = ?1, lease = ?2
+                         WHERE id IN (
+                             SELECT id FROM deliveries
+                             WHERE status = 'pending' AND due_at <= ?3
+                               AND webhook_id NOT IN (SELECT value FROM json_each(?4))
+                             ORDER BY due_at LIMIT ?5)",
+                    )?
+                    .execute(params![until, lease.0, now, skip, limit])?;
+                let mut claims = Vec::with_capacity(claimed);
+                if claimed > 0 {
+                    let sql = format!(
+                        "SELECT {RECORD}, e.project, e.payload
+                         FROM deliveries d JOIN events e ON e.id = d.event_id
+                         WHERE d.lease = ?1 AND d.due_at = ?2 AND d.status = 'pending'"
+                    );
+                    let mut statement = tx.prepare_cached(&sql)?;
+                    let mut rows = statement.query(params![lease.0, until])?;
+                    // One copy of each event's payload, shared by its deliveries.
+                    let mut payloads: HashMap<EventId, Bytes> = HashMap::new();
+                    while let Some(row) = rows.next()? {
+                        let delivery = record(row)?;
+                        let payload = match payloads.get(&delivery.event_id) {
+                            Some(p) => p.clone(),
+                            None => {
+                                let p = Bytes::from(row.get::<_, Vec<u8>>(13)?);
+                                payloads.insert(delivery.event_id, p.clone());
+                                p
+                            }
+                        };
+                        claims.push(Claim {
+                            delivery,
+                            project: row.get(12)?,
+                            payload,
+                            lease,
+                        });
+                    }
+                }
+                tx.commit()?;
+                Ok(claims)
+            })
+            .await?)
+    }
+
+    async fn finish(
+        &self,
+        delivery: &DeliveryId,
+        lease: LeaseId,
+        finish: Finish,
+        now: DateTime<Utc>,
+    ) -> Result<FinishReport, QueueError> {
+        let id = delivery.to_string();
+        Ok(self
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let found: Option<(String, String, Option<i64>)> = tx
+                    .prepare_cached(
+                        "SELECT webhook_id, status, lease FROM deliveries WHERE id = ?1",
+                    )?
+                    .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                let Some((webhook, status, held_by)) = found else {
+                    return Ok(FinishReport {
+                        lease_lost: true,
+                        ..FinishReport::default()
+                    });
+                };
+                let held = held_by == Some(lease.0) && status == "pending";
+                let mut report = FinishReport {
+                    lease_lost: !held,
+                    ..FinishReport::default()
+                };
+                let (status, due, error) = match finish {
+                    Finish::Attempted { attempt, next } => {
+                        (report.failing_since, report.recovered) =
+                            log_attempt(&tx, &id, &webhook, &attempt, now)?;
+                        match next {
+                            Next::Succeeded => (DeliveryStatus::Succeeded, None, None),
+                            Next::RetryAt(at) => {
+                                (DeliveryStatus::Pending, Some(micros(at)), attempt.error)
+                            }
+                            Next::Dead => (DeliveryStatus::Dead, None, attempt.error),
+                        }
+                    }
+                    Finish::Released => (DeliveryStatus::Pending, Some(micros(now)), None),
+                    Finish::Abandoned { reason } => (DeliveryStatus::Dead, None, Some(reason)),
+                };
+                if held {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET status = ?2, due_at = ?3, lease = NULL,
+                             last_error = CASE WHEN ?4 IS NOT NULL OR ?2 = 'succeeded'
+                                               THEN ?4 ELSE last_error END,
+                             updated_at = ?5
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        status.as_str(),
+                        due,
+                        error,
+                        micros(now)
+                    ])?;
+                }
+                tx.commit()?;
+                Ok(report)
+            })
+            .await?)
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, QueueError> {
+        let id = id.to_string();
+        Ok(self
+            .call(move |conn| {
+                let sql = format!(
+                    "SELECT {RECORD} FROM deliveries d JOIN events e ON e.id = d.event_id
+                     WHERE d.id = ?1"
+                );
+                Ok(conn
+                    .prepare_cached(&sql)?
+                    .query_row([id], record)
+                    .optional()?)
+            })
+            .await?)
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<DeliveryPage, QueueError> {
+        let webhook = query.webhook_id.to_string();
+        let status = query.status.map(DeliveryStatus::as_str);
+        let since = query.since.map(micros);
+        // Ids are prefix + fixed-width hex: text order is creation order; "~" sorts after.
+        let before = query
+            .before
+            .map_or_else(|| "~".to_owned(), |id| id.to_string());
+        let limit = page_limit(query.limit);
+        Ok(self
+            .call(move |conn| {
+                let sql = format!(
+                    "SELECT {RECORD} FROM deliveries d JOIN events e ON e.id = d.event_id
+                     WHERE d.webhook_id = ?1 AND d.id < ?2
+                       AND (?3 IS NULL OR d.status = ?3)
+                       AND (?4 IS NULL OR d.created_at >= ?4)
+                     ORDER BY d.id DESC LIMIT ?5"
+                );
+                let mut statement = conn.prepare_cached(&sql)?;
+                let rows = statement.query_map(
+                    params![webhook, before, status, since, limit as i64 + 1],
+                    record,
+                )?;
+                let mut items: Vec<DeliveryRecord> = rows.collect::<Result<_, _>>()?;
+                let next = if items.len() > limit {
+                    items.truncate(limit);
+                    items.last().map(|r| r.id)
+                } else {
+                    None
+                };
+                Ok(DeliveryPage::new(items, next))
+            })
+            .await?)
+    }
+
+    async fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptLog>, QueueError> {
+        let id = id.to_string();
+        Ok(self
+            .call(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT attempted_at, status, duration_us, response, error_kind, error
+                     FROM attempts WHERE delivery_id = ?1 ORDER BY rowid",
+                )?;
+                let rows = statement.query_map([id], |r| {
+                    Ok(AttemptLog {
+                        attempted_at: from_micros(r.get(0)?),
+                        status: r.get(1)?,
+                        duration: std::time::Duration::from_micros(
+                            u64::try_from(r.get::<_, i64>(2)?).unwrap_or_default(),
+                        ),
+                        response: r.get(3)?,
+                        error_kind: r.get(4)?,
+                        error: r.get(5)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await?)
+    }
+
+    async fn redeliver(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<bool, QueueError> {
+        let id = id.to_string();
+        Ok(self
+            .call(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET status = 'pending', due_at = ?2, lease = NULL,
+                             updated_at = ?2
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![id, micros(now)])?
+                    > 0)
+            })
+            .await?)
+    }
+}

@@ -1,0 +1,146 @@
+//! The SQLite schema and its migrations, tracked in `PRAGMA user_version`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::SqliteError;
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migration `n` (1-based) takes the schema from version `n - 1` to `n`.
+const MIGRATIONS: [&str; 1] = [r"
+CREATE TABLE webhooks (
+    id      TEXT PRIMARY KEY,
+    org     TEXT NOT NULL,
+    project TEXT,              -- NULL: every project of the organization
+    active  INTEGER NOT NULL,
+    record  TEXT NOT NULL      -- the Webhook as JSON
+);
+CREATE INDEX webhooks_by_org ON webhooks (org, id);
+
+CREATE TABLE signing_keys (
+    org    TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+
+CREATE TABLE events (
+    id              TEXT PRIMARY KEY,
+    org             TEXT NOT NULL,
+    project         TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    payload         BLOB NOT NULL,
+    idempotency_key TEXT,
+    created_at      INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX events_by_key ON events (org, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE deliveries (
+    id         TEXT PRIMARY KEY,
+    event_id   TEXT NOT NULL REFERENCES events (id),
+    webhook_id TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    status     TEXT NOT NULL,  -- pending | succeeded | dead
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    due_at     INTEGER,        -- next attempt, or the end of the lease while claimed
+    lease      INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (due_at) WHERE status = 'pending';
+CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, id);
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
+
+CREATE TABLE attempts (
+    delivery_id  TEXT NOT NULL REFERENCES deliveries (id),
+    attempted_at INTEGER NOT NULL,
+    status       INTEGER,
+    duration_us  INTEGER NOT NULL,
+    response     TEXT NOT NULL,
+    error_kind   TEXT,
+    error        TEXT
+);
+CREATE INDEX attempts_by_delivery ON attempts (delivery_id);
+
+CREATE TABLE endpoint_health (
+    webhook_id    TEXT PRIMARY KEY,
+    failing_since INTEGER NOT NULL
+);
+"];
+
+/// Opens the file, sets it up and migrates it.
+pub(super) fn open(path: &Path) -> Result<Connection, SqliteError> {
+    let open_error = |source| SqliteError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_error)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_error)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_error)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_error)?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Applies the migrations the file lacks, each in its own immediate transaction (so two
+/// processes opening one new file do not both apply it).
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), SqliteError> {
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| SqliteError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let found: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|source| SqliteError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if found > SCHEMA_VERSION {
+            return Err(SqliteError::SchemaTooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let version = found + 1;
+        let failed = |source| SqliteError::Migration {
+            path: path.to_path_buf(),
+            version,
+            source,
+        };
+        let sql = usize::try_from(found)
+            .ok()
+            .and_then(|i| MIGRATIONS.get(i))
+            .copied()
+            .unwrap_or_default();
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_has_a_migration() {
+        assert_eq!(MIGRATIONS.len() as i64, SCHEMA_VERSION);
+    }
+}

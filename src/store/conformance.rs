@@ -1,0 +1,385 @@
+//! The behaviour suite every [`ConfigStore`] must pass (feature `test-util`).
+//!
+//! One call runs every check, each against a fresh store from your factory, and panics with
+//! the name of the first behaviour that fails:
+//!
+//! ```
+//! use dataops_webhooks::store::{conformance, MemoryStore};
+//!
+//! # tokio_test_block_on(async {
+//! conformance::check_config_store(|| async { MemoryStore::new() }).await;
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+//! # }
+//! ```
+//!
+//! A host runs it from its own test against its own store (a fresh schema or table per
+//! store keeps the checks independent).
+
+use std::future::Future;
+
+use chrono::{Duration, TimeZone, Utc};
+
+use super::{ConfigStore, ScopeFilter, StoreError, WebhookQuery};
+use crate::secret::Secret;
+use crate::signing::{SignatureScheme, SignatureSchemes};
+use crate::webhook::{
+    CustomHeaders, EventFilter, OrgId, PreviousSecret, Scope, SigningKeys, Webhook, WebhookId,
+    WebhookStatus,
+};
+use crate::EventType;
+
+/// Runs every check against fresh stores from `make`. Panics naming the failed behaviour.
+pub async fn check_config_store<S, F, Fut>(make: F)
+where
+    S: ConfigStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    round_trips_every_field(&make().await).await;
+    refuses_a_duplicate_id(&make().await).await;
+    updates_and_deletes(&make().await).await;
+    pages_in_id_order_without_gaps(&make().await).await;
+    filters_by_organization_and_scope(&make().await).await;
+    keeps_signing_keys_per_organization(&make().await).await;
+    finds_subscribers(&make().await).await;
+}
+
+fn org(name: &str) -> OrgId {
+    OrgId::new(name)
+}
+
+fn webhook(org_name: &str, scope: Scope) -> Webhook {
+    let at = Utc
+        .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+        .single()
+        .unwrap_or_default();
+    Webhook {
+        id: WebhookId::new(),
+        org: org(org_name),
+        scope,
+        url: url::Url::parse("https://hooks.example.com/aquarium?team=ml")
+            .unwrap_or_else(|e| panic!("{e}")),
+        events: EventFilter::All,
+        status: WebhookStatus::Active,
+        description: None,
+        headers: CustomHeaders::new(),
+        secret: None,
+        schemes: SignatureSchemes::default(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn project(name: &str) -> Scope {
+    Scope::Project(name.to_owned())
+}
+
+async fn round_trips_every_field(store: &impl ConfigStore) {
+    let mut full = webhook("acme", project("traffic-signs"));
+    full.events = EventFilter::only([EventType::IssueExported, EventType::DatasetFailed]);
+    full.status = WebhookStatus::Disabled {
+        reason: "every delivery failed for 5 days".into(),
+        since: full.created_at + Duration::microseconds(123_456),
+    };
+    full.description = Some("export to labeling — ünïcode".into());
+    full.headers = CustomHeaders::new()
+        .with("authorization", "Bearer abc")
+        .with("x-team", "ml");
+    full.secret = Some(Secret::parse("labelbox-style-secret").unwrap_or_else(|e| panic!("{e}")));
+    full.schemes = SignatureSchemes::NONE.with(SignatureScheme::HubSignature);
+    full.updated_at = full.created_at + Duration::seconds(90);
+    store
+        .insert_webhook(&full)
+        .await
+        .unwrap_or_else(|e| panic!("round_trips_every_field: insert: {e}"));
+    let got = store
+        .get_webhook(&full.id)
+        .await
+        .unwrap_or_else(|e| panic!("round_trips_every_field: get: {e}"));
+    assert_eq!(
+        got.as_ref(),
+        Some(&full),
+        "round_trips_every_field: the stored webhook differs"
+    );
+    let missing = store
+        .get_webhook(&WebhookId::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        missing.is_none(),
+        "round_trips_every_field: an unknown id returned a webhook"
+    );
+}
+
+async fn refuses_a_duplicate_id(store: &impl ConfigStore) {
+    let w = webhook("acme", Scope::Organization);
+    store
+        .insert_webhook(&w)
+        .await
+        .unwrap_or_else(|e| panic!("refuses_a_duplicate_id: insert: {e}"));
+    let mut again = w.clone();
+    again.description = Some("second".into());
+    let result = store.insert_webhook(&again).await;
+    assert!(
+        matches!(result, Err(StoreError::Conflict(id)) if id == w.id),
+        "refuses_a_duplicate_id: expected Conflict, got {result:?}"
+    );
+    let kept = store
+        .get_webhook(&w.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        kept.as_ref(),
+        Some(&w),
+        "refuses_a_duplicate_id: the first webhook was overwritten"
+    );
+}
+
+async fn updates_and_deletes(store: &impl ConfigStore) {
+    let mut w = webhook("acme", project("p"));
+    store
+        .insert_webhook(&w)
+        .await
+        .unwrap_or_else(|e| panic!("updates_and_deletes: insert: {e}"));
+    w.status = WebhookStatus::Inactive;
+    w.url = url::Url::parse("https://hooks.example.com/v2").unwrap_or_else(|e| panic!("{e}"));
+    store
+        .update_webhook(&w)
+        .await
+        .unwrap_or_else(|e| panic!("updates_and_deletes: update: {e}"));
+    let got = store
+        .get_webhook(&w.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        got.as_ref(),
+        Some(&w),
+        "updates_and_deletes: the update was not stored"
+    );
+
+    let ghost = webhook("acme", project("p"));
+    let result = store.update_webhook(&ghost).await;
+    assert!(
+        matches!(result, Err(StoreError::NotFound(id)) if id == ghost.id),
+        "updates_and_deletes: updating an unknown webhook should be NotFound, got {result:?}"
+    );
+    let stored = store
+        .get_webhook(&ghost.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        stored.is_none(),
+        "updates_and_deletes: updating an unknown webhook created it"
+    );
+
+    assert!(
+        store
+            .delete_webhook(&w.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "updates_and_deletes: delete returned false"
+    );
+    assert!(
+        !store
+            .delete_webhook(&w.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "updates_and_deletes: a second delete returned true"
+    );
+    let gone = store
+        .get_webhook(&w.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        gone.is_none(),
+        "updates_and_deletes: a deleted webhook is still returned"
+    );
+}
+
+async fn pages_in_id_order_without_gaps(store: &impl ConfigStore) {
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let w = webhook("acme", project("p"));
+        store
+            .insert_webhook(&w)
+            .await
+            .unwrap_or_else(|e| panic!("pages_in_id_order_without_gaps: insert: {e}"));
+        ids.push(w.id);
+    }
+    let mut seen = Vec::new();
+    let mut query = WebhookQuery::new(org("acme")).limit(2);
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_webhooks(&query)
+            .await
+            .unwrap_or_else(|e| panic!("pages_in_id_order_without_gaps: list: {e}"));
+        pages += 1;
+        assert!(
+            page.items.len() <= 2,
+            "pages_in_id_order_without_gaps: a page exceeded its limit"
+        );
+        seen.extend(page.items.iter().map(|w| w.id));
+        match page.next {
+            Some(next) => {
+                assert_eq!(
+                    Some(&next),
+                    seen.last(),
+                    "pages_in_id_order_without_gaps: the cursor is not the page's last id"
+                );
+                query.after = Some(next);
+            }
+            None => break,
+        }
+        assert!(
+            pages < 10,
+            "pages_in_id_order_without_gaps: the listing does not end"
+        );
+    }
+    assert_eq!(
+        seen, ids,
+        "pages_in_id_order_without_gaps: pages are not the webhooks in id order"
+    );
+    assert_eq!(
+        pages, 3,
+        "pages_in_id_order_without_gaps: 5 webhooks 2 a page should be 3 pages"
+    );
+}
+
+async fn filters_by_organization_and_scope(store: &impl ConfigStore) {
+    let in_p = webhook("acme", project("p"));
+    let in_q = webhook("acme", project("q"));
+    let org_wide = webhook("acme", Scope::Organization);
+    let other_org = webhook("globex", project("p"));
+    for w in [&in_p, &in_q, &org_wide, &other_org] {
+        store
+            .insert_webhook(w)
+            .await
+            .unwrap_or_else(|e| panic!("filters_by_organization_and_scope: insert: {e}"));
+    }
+    let ids = |scope: ScopeFilter, org_name: &str| {
+        let query = WebhookQuery::new(org(org_name)).scope(scope);
+        async move {
+            let page = store
+                .list_webhooks(&query)
+                .await
+                .unwrap_or_else(|e| panic!("filters_by_organization_and_scope: list: {e}"));
+            page.items.into_iter().map(|w| w.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        ids(ScopeFilter::All, "acme").await,
+        [in_p.id, in_q.id, org_wide.id],
+        "filters_by_organization_and_scope: all of acme"
+    );
+    assert_eq!(
+        ids(ScopeFilter::Project("p".into()), "acme").await,
+        [in_p.id],
+        "filters_by_organization_and_scope: project p"
+    );
+    assert_eq!(
+        ids(ScopeFilter::OrganizationWide, "acme").await,
+        [org_wide.id],
+        "filters_by_organization_and_scope: organization-wide"
+    );
+    assert_eq!(
+        ids(ScopeFilter::All, "globex").await,
+        [other_org.id],
+        "filters_by_organization_and_scope: another organization"
+    );
+    assert!(
+        ids(ScopeFilter::All, "initech").await.is_empty(),
+        "filters_by_organization_and_scope: an empty organization"
+    );
+}
+
+async fn keeps_signing_keys_per_organization(store: &impl ConfigStore) {
+    let acme = org("acme");
+    let none = store
+        .signing_keys(&acme)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        none.is_none(),
+        "keeps_signing_keys_per_organization: a new store has keys"
+    );
+    let at = Utc::now();
+    let first = SigningKeys::new(Secret::generate().unwrap_or_else(|e| panic!("{e}")), at);
+    store
+        .put_signing_keys(&acme, &first)
+        .await
+        .unwrap_or_else(|e| panic!("keeps_signing_keys_per_organization: put: {e}"));
+    let mut rotated = SigningKeys::new(Secret::generate().unwrap_or_else(|e| panic!("{e}")), at);
+    rotated.previous = Some(PreviousSecret {
+        secret: first.current.clone(),
+        expires_at: at + Duration::hours(1),
+    });
+    store
+        .put_signing_keys(&acme, &rotated)
+        .await
+        .unwrap_or_else(|e| panic!("keeps_signing_keys_per_organization: put: {e}"));
+    let got = store
+        .signing_keys(&acme)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        got.map(|k| (k.current, k.previous)),
+        Some((rotated.current.clone(), rotated.previous.clone())),
+        "keeps_signing_keys_per_organization: rotated keys differ"
+    );
+    let other = store
+        .signing_keys(&org("globex"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        other.is_none(),
+        "keeps_signing_keys_per_organization: keys leaked to another organization"
+    );
+}
+
+async fn finds_subscribers(store: &impl ConfigStore) {
+    let exported = EventType::IssueExported;
+    let mut subscribed = webhook("acme", project("p"));
+    subscribed.events = EventFilter::only([exported]);
+    let org_wide = webhook("acme", Scope::Organization);
+    let mut inactive = webhook("acme", project("p"));
+    inactive.status = WebhookStatus::Inactive;
+    let mut disabled = webhook("acme", project("p"));
+    disabled.status = WebhookStatus::Disabled {
+        reason: "failing".into(),
+        since: Utc::now(),
+    };
+    let mut other_event = webhook("acme", project("p"));
+    other_event.events = EventFilter::only([EventType::DatasetComplete]);
+    let other_project = webhook("acme", project("q"));
+    let other_org = webhook("globex", project("p"));
+    for w in [
+        &subscribed,
+        &org_wide,
+        &inactive,
+        &disabled,
+        &other_event,
+        &other_project,
+        &other_org,
+    ] {
+        store
+            .insert_webhook(w)
+            .await
+            .unwrap_or_else(|e| panic!("finds_subscribers: insert: {e}"));
+    }
+    let mut found: Vec<WebhookId> = store
+        .subscribers(&org("acme"), "p", exported)
+        .await
+        .unwrap_or_else(|e| panic!("finds_subscribers: {e}"))
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [subscribed.id, org_wide.id],
+        "finds_subscribers: wrong webhooks for issue-exported in p"
+    );
+}

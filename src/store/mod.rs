@@ -1,0 +1,209 @@
+//! Where webhook configuration and signing secrets live: the [`ConfigStore`] trait and its
+//! in-memory implementation [`MemoryStore`].
+//!
+//! A host wires in its own database by implementing the seven required methods; the store
+//! only persists what [`Webhooks`](crate::Webhooks) has already validated. With the
+//! `test-util` feature, [`conformance::check_config_store`] checks an implementation against
+//! every behaviour the crate relies on.
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+mod memory;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::webhook::{OrgId, SigningKeys, Webhook, WebhookId};
+use crate::EventType;
+
+pub use memory::MemoryStore;
+
+/// The most webhooks one [`list_webhooks`](ConfigStore::list_webhooks) call returns.
+pub const MAX_PAGE_SIZE: usize = 100;
+
+/// Persistence for webhook configuration and organizations' signing secrets.
+///
+/// Implementations must be safe to share between tasks. Every write is all-or-nothing.
+#[async_trait]
+pub trait ConfigStore: Send + Sync + fmt::Debug {
+    /// Stores a new webhook.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when a webhook with its id exists.
+    async fn insert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
+
+    /// The webhook with `id`, if any.
+    async fn get_webhook(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError>;
+
+    /// Replaces a stored webhook with `webhook` (same id).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when there is none to replace.
+    async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
+
+    /// Deletes a webhook; `false` when there was none.
+    async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError>;
+
+    /// One page of an organization's webhooks, in id order (which is creation order).
+    async fn list_webhooks(&self, query: &WebhookQuery) -> Result<Page<Webhook>, StoreError>;
+
+    /// The organization's signing secrets, if it has any.
+    async fn signing_keys(&self, org: &OrgId) -> Result<Option<SigningKeys>, StoreError>;
+
+    /// Stores the organization's signing secrets, replacing any before.
+    async fn put_signing_keys(&self, org: &OrgId, keys: &SigningKeys) -> Result<(), StoreError>;
+
+    /// Every active webhook that receives `event_type` from `project`: the project's own and
+    /// the organization-wide ones. The provided implementation pages through
+    /// [`list_webhooks`](Self::list_webhooks); a database store can answer it with one query.
+    async fn subscribers(
+        &self,
+        org: &OrgId,
+        project: &str,
+        event_type: EventType,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        let mut found = Vec::new();
+        for scope in [
+            ScopeFilter::Project(project.to_owned()),
+            ScopeFilter::OrganizationWide,
+        ] {
+            let mut query = WebhookQuery::new(org.clone())
+                .scope(scope)
+                .limit(MAX_PAGE_SIZE);
+            loop {
+                let page = self.list_webhooks(&query).await?;
+                found.extend(
+                    page.items
+                        .into_iter()
+                        .filter(|w| w.receives(project, event_type)),
+                );
+                match page.next {
+                    Some(cursor) => query.after = Some(cursor),
+                    None => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Which of an organization's webhooks a listing returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeFilter {
+    /// All of them.
+    All,
+    /// Those scoped to this project (not the organization-wide ones).
+    Project(String),
+    /// The organization-wide ones.
+    OrganizationWide,
+}
+
+/// A listing request: an organization, a scope filter, and a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebhookQuery {
+    /// The organization.
+    pub org: OrgId,
+    /// Which webhooks.
+    pub scope: ScopeFilter,
+    /// Start after this id: the [`Page::next`] of the previous page.
+    pub after: Option<WebhookId>,
+    /// At most this many (1 to [`MAX_PAGE_SIZE`]).
+    pub limit: usize,
+}
+
+impl WebhookQuery {
+    /// The first page of all of `org`'s webhooks, 50 a page.
+    pub fn new(org: impl Into<OrgId>) -> Self {
+        Self {
+            org: org.into(),
+            scope: ScopeFilter::All,
+            after: None,
+            limit: 50,
+        }
+    }
+
+    /// Only webhooks of `scope`.
+    #[must_use]
+    pub fn scope(mut self, scope: ScopeFilter) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Continue after `cursor`.
+    #[must_use]
+    pub fn after(mut self, cursor: WebhookId) -> Self {
+        self.after = Some(cursor);
+        self
+    }
+
+    /// Page size, clamped to 1..=[`MAX_PAGE_SIZE`].
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit.clamp(1, MAX_PAGE_SIZE);
+        self
+    }
+
+    /// Whether `webhook` belongs in this listing (ignoring the cursor).
+    pub fn selects(&self, webhook: &Webhook) -> bool {
+        webhook.org == self.org
+            && match &self.scope {
+                ScopeFilter::All => true,
+                ScopeFilter::Project(p) => webhook.scope.project() == Some(p.as_str()),
+                ScopeFilter::OrganizationWide => webhook.scope.project().is_none(),
+            }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Page<T> {
+    /// The items, in order.
+    pub items: Vec<T>,
+    /// The cursor for the next page, or `None` on the last one.
+    pub next: Option<WebhookId>,
+}
+
+impl<T> Page<T> {
+    /// A page.
+    pub fn new(items: Vec<T>, next: Option<WebhookId>) -> Self {
+        Self { items, next }
+    }
+}
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The record to change does not exist.
+    #[error("webhook {0} does not exist")]
+    NotFound(WebhookId),
+    /// A record with the same id exists.
+    #[error("webhook {0} already exists")]
+    Conflict(WebhookId),
+    /// The backend failed (database unreachable, I/O, corrupt record).
+    #[error("the config store failed: {message}")]
+    Backend {
+        /// What happened, for the operator.
+        message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StoreError {
+    /// A backend failure with its cause, for store implementations.
+    pub fn backend(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}

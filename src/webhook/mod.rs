@@ -1,0 +1,515 @@
+//! Webhook configuration: where events go, which ones, and how requests are signed.
+//!
+//! A [`Webhook`] is the stored record; [`NewWebhook`] and [`WebhookUpdate`] are what a host
+//! passes to [`Webhooks`] to create and change one. Every input is validated
+//! by the pure functions in [`validate`] before anything is written.
+
+mod id;
+pub(crate) mod manage;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::secret::Secret;
+use crate::signing::SignatureSchemes;
+use crate::EventType;
+
+pub use id::{BadId, DeliveryId, EventId, OrgId, WebhookId};
+pub use manage::{ManageError, Webhooks};
+pub use validate::WebhookError;
+
+/// Which events of an organization a webhook receives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "project")]
+#[non_exhaustive]
+pub enum Scope {
+    /// Events of one project, by its name (the `project` of the payload).
+    Project(String),
+    /// Events of every project of the organization.
+    Organization,
+}
+
+impl Scope {
+    /// The webhook's project, or `None` for an organization-wide webhook.
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            Self::Project(p) => Some(p),
+            Self::Organization => None,
+        }
+    }
+}
+
+/// The event types a webhook subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "types")]
+#[non_exhaustive]
+pub enum EventFilter {
+    /// Every platform event, including types added in later versions.
+    All,
+    /// These types only (never empty once validated).
+    Only(BTreeSet<EventType>),
+}
+
+impl EventFilter {
+    /// A filter from wire names such as `"issue-exported"`.
+    ///
+    /// # Errors
+    /// [`WebhookError::UnknownEvent`] for a name that is not a platform event (the test event
+    /// cannot be subscribed to: "send test payload" reaches a webhook whatever it subscribes
+    /// to), [`WebhookError::EmptyEventSet`] for no names.
+    pub fn from_names<I, S>(names: I) -> Result<Self, WebhookError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let types = names
+            .into_iter()
+            .map(|name| validate::subscribable(name.as_ref()))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        let filter = Self::Only(types);
+        validate::event_filter(&filter)?;
+        Ok(filter)
+    }
+
+    /// A filter of the given types.
+    pub fn only(types: impl IntoIterator<Item = EventType>) -> Self {
+        Self::Only(types.into_iter().collect())
+    }
+
+    /// Whether an event of type `event` passes the filter.
+    pub fn matches(&self, event: EventType) -> bool {
+        match self {
+            Self::All => EventType::PLATFORM.contains(&event),
+            Self::Only(types) => types.contains(&event),
+        }
+    }
+}
+
+/// Whether a webhook receives events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+#[non_exhaustive]
+pub enum WebhookStatus {
+    /// Receives events.
+    Active,
+    /// Turned off by the user; turn it back on with
+    /// [`Webhooks::reactivate`](crate::Webhooks::reactivate).
+    Inactive,
+    /// Turned off by the system after its deliveries kept failing; the host may re-enable it.
+    Disabled {
+        /// Why, in words a user can act on.
+        reason: String,
+        /// When.
+        since: DateTime<Utc>,
+    },
+}
+
+impl WebhookStatus {
+    /// Whether events are delivered to the webhook.
+    pub fn is_active(&self) -> bool {
+        matches!(self, Self::Active)
+    }
+}
+
+/// Extra headers a user asked to be sent with every request of a webhook (an API key for
+/// their gateway, say). Values may be credentials, so `Debug` shows names only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CustomHeaders(BTreeMap<String, String>);
+
+impl CustomHeaders {
+    /// No headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a header; the name is stored in lower case. Validated when the
+    /// webhook is created or updated.
+    #[must_use]
+    pub fn with(mut self, name: impl AsRef<str>, value: impl Into<String>) -> Self {
+        self.0
+            .insert(name.as_ref().to_ascii_lowercase(), value.into());
+        self
+    }
+
+    /// The headers as `(name, value)`, names in lower case, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// How many headers there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<N: AsRef<str>, V: Into<String>> FromIterator<(N, V)> for CustomHeaders {
+    fn from_iter<T: IntoIterator<Item = (N, V)>>(iter: T) -> Self {
+        iter.into_iter()
+            .fold(Self::new(), |headers, (n, v)| headers.with(n, v))
+    }
+}
+
+impl fmt::Debug for CustomHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+/// A configured webhook, as stored by a [`ConfigStore`](crate::store::ConfigStore).
+///
+/// Records are made by [`Webhooks::create`](crate::Webhooks::create), which validates them.
+/// A custom store persists them whole: the type is serde-serializable (the secret, which the
+/// store must keep to sign, included).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Webhook {
+    /// The webhook's id.
+    pub id: WebhookId,
+    /// The organization it belongs to.
+    pub org: OrgId,
+    /// One project, or the whole organization.
+    pub scope: Scope,
+    /// Where requests go: absolute `http` or `https`, without credentials.
+    pub url: Url,
+    /// The event types it receives.
+    pub events: EventFilter,
+    /// Whether it receives them now.
+    pub status: WebhookStatus,
+    /// A note for the user.
+    pub description: Option<String>,
+    /// Headers added to every request.
+    pub headers: CustomHeaders,
+    /// Its own secret; `None` signs with the organization's.
+    #[serde(with = "secret_text")]
+    pub secret: Option<Secret>,
+    /// How requests are signed.
+    pub schemes: SignatureSchemes,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Webhook {
+    /// Whether an event of `event_type` in `project` is delivered to this webhook now.
+    pub fn receives(&self, project: &str, event_type: EventType) -> bool {
+        self.status.is_active()
+            && self.events.matches(event_type)
+            && self.scope.project().is_none_or(|p| p == project)
+    }
+}
+
+/// What a host gives to create a webhook. Built with [`NewWebhook::new`] and its setters.
+///
+/// ```
+/// use dataops_webhooks::webhook::{EventFilter, NewWebhook, Scope};
+/// use dataops_webhooks::EventType;
+///
+/// let new = NewWebhook::new(Scope::Project("traffic-signs".into()), "https://labeling.example/hook")
+///     .events(EventFilter::only([EventType::IssueExported]))
+///     .description("export to labeling");
+/// # let _ = new;
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewWebhook {
+    /// The organization; `None` is the dispatcher's default organization.
+    pub org: Option<OrgId>,
+    /// One project or the whole organization.
+    pub scope: Scope,
+    /// The endpoint URL as typed by the user; validated on create.
+    pub url: String,
+    /// The event types (default: all).
+    pub events: EventFilter,
+    /// Whether it starts active (default) or inactive.
+    pub active: bool,
+    /// A note for the user.
+    pub description: Option<String>,
+    /// Headers added to every request.
+    pub headers: CustomHeaders,
+    /// Its own secret; `None` signs with the organization's.
+    pub secret: Option<Secret>,
+    /// How requests are signed (default: shared secret + Standard Webhooks).
+    pub schemes: SignatureSchemes,
+}
+
+impl NewWebhook {
+    /// A webhook for `scope` posting to `url`, subscribed to every event, active, signed
+    /// with the organization's secret and the default schemes.
+    pub fn new(scope: Scope, url: impl Into<String>) -> Self {
+        Self {
+            org: None,
+            scope,
+            url: url.into(),
+            events: EventFilter::All,
+            active: true,
+            description: None,
+            headers: CustomHeaders::new(),
+            secret: None,
+            schemes: SignatureSchemes::default(),
+        }
+    }
+
+    /// Sets the organization.
+    #[must_use]
+    pub fn org(mut self, org: impl Into<OrgId>) -> Self {
+        self.org = Some(org.into());
+        self
+    }
+
+    /// Sets the event types.
+    #[must_use]
+    pub fn events(mut self, events: EventFilter) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Starts the webhook inactive.
+    #[must_use]
+    pub fn inactive(mut self) -> Self {
+        self.active = false;
+        self
+    }
+
+    /// Sets the description.
+    #[must_use]
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+
+    /// Adds a custom header.
+    #[must_use]
+    pub fn header(mut self, name: impl AsRef<str>, value: impl Into<String>) -> Self {
+        self.headers = self.headers.with(name, value);
+        self
+    }
+
+    /// Gives the webhook its own secret (Labelbox-style); otherwise the organization's signs.
+    #[must_use]
+    pub fn secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Sets the signature schemes.
+    #[must_use]
+    pub fn schemes(mut self, schemes: SignatureSchemes) -> Self {
+        self.schemes = schemes;
+        self
+    }
+}
+
+/// A change to a webhook: every field left `None` stays as it is.
+///
+/// ```
+/// use dataops_webhooks::webhook::{EventFilter, WebhookUpdate};
+/// use dataops_webhooks::EventType;
+///
+/// let update = WebhookUpdate::new()
+///     .url("https://labeling.example/v2/hook")
+///     .events(EventFilter::only([EventType::IssueExported, EventType::IssueUpdated]));
+/// # let _ = update;
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WebhookUpdate {
+    /// A new URL.
+    pub url: Option<String>,
+    /// New event types.
+    pub events: Option<EventFilter>,
+    /// Active (`true`) or inactive (`false`); `true` also re-enables a disabled webhook.
+    pub active: Option<bool>,
+    /// New headers, replacing all the old ones.
+    pub headers: Option<CustomHeaders>,
+    /// A new description; `Some(None)` removes it.
+    pub description: Option<Option<String>>,
+    /// New signature schemes.
+    pub schemes: Option<SignatureSchemes>,
+}
+
+impl WebhookUpdate {
+    /// No change yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Changes the URL.
+    #[must_use]
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Changes the event types.
+    #[must_use]
+    pub fn events(mut self, events: EventFilter) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Activates (`true`) or deactivates (`false`).
+    #[must_use]
+    pub fn active(mut self, active: bool) -> Self {
+        self.active = Some(active);
+        self
+    }
+
+    /// Replaces the custom headers.
+    #[must_use]
+    pub fn headers(mut self, headers: CustomHeaders) -> Self {
+        self.headers = Some(headers);
+        self
+    }
+
+    /// Sets (`Some`) or removes (`None`) the description.
+    #[must_use]
+    pub fn description(mut self, text: Option<String>) -> Self {
+        self.description = Some(text);
+        self
+    }
+
+    /// Changes the signature schemes.
+    #[must_use]
+    pub fn schemes(mut self, schemes: SignatureSchemes) -> Self {
+        self.schemes = Some(schemes);
+        self
+    }
+}
+
+/// An organization's signing secret, with the previous one while its grace period lasts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SigningKeys {
+    /// The secret that signs from now on.
+    #[serde(with = "secret_text::required")]
+    pub current: Secret,
+    /// When `current` was made.
+    pub created_at: DateTime<Utc>,
+    /// The replaced secret, still signing (Standard Webhooks only) until `expires_at`.
+    pub previous: Option<PreviousSecret>,
+}
+
+/// A replaced secret in its rotation grace period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PreviousSecret {
+    /// The old secret.
+    #[serde(with = "secret_text::required")]
+    pub secret: Secret,
+    /// When it stops signing.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SigningKeys {
+    /// Keys with a fresh `current` and no previous secret.
+    pub fn new(current: Secret, created_at: DateTime<Utc>) -> Self {
+        Self {
+            current,
+            created_at,
+            previous: None,
+        }
+    }
+
+    /// The older secrets still valid at `now`.
+    pub fn valid_previous(&self, now: DateTime<Utc>) -> &[Secret] {
+        match &self.previous {
+            Some(p) if p.expires_at > now => std::slice::from_ref(&p.secret),
+            _ => &[],
+        }
+    }
+}
+
+/// Serde for secrets as their text: stores must keep them to sign.
+mod secret_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::secret::Secret;
+
+    pub(super) fn serialize<S: Serializer>(
+        secret: &Option<Secret>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match secret {
+            Some(secret) => s.serialize_some(secret.expose()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| Secret::parse(text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+
+    pub(super) mod required {
+        use super::*;
+
+        pub(in crate::webhook) fn serialize<S: Serializer>(
+            secret: &Secret,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            s.serialize_str(secret.expose())
+        }
+
+        pub(in crate::webhook) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Secret, D::Error> {
+            Secret::parse(String::deserialize(d)?).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_matches_every_platform_event_but_not_the_test_event() {
+        for t in EventType::PLATFORM {
+            assert!(EventFilter::All.matches(t));
+        }
+        assert!(!EventFilter::All.matches(EventType::Test));
+        let only = EventFilter::only([EventType::IssueExported]);
+        assert!(only.matches(EventType::IssueExported));
+        assert!(!only.matches(EventType::DatasetComplete));
+    }
+
+    #[test]
+    fn custom_header_values_are_redacted_in_debug() {
+        let headers = CustomHeaders::new().with("Authorization", "Bearer sk_live_123");
+        let shown = format!("{headers:?}");
+        assert!(shown.contains("authorization"), "{shown}");
+        assert!(!shown.contains("sk_live_123"), "{shown}");
+    }
+
+    #[test]
+    fn previous_secret_signs_only_until_it_expires() {
+        let now = Utc::now();
+        let keys = SigningKeys {
+            current: Secret::generate().expect("random"),
+            created_at: now,
+            previous: Some(PreviousSecret {
+                secret: Secret::generate().expect("random"),
+                expires_at: now + chrono::Duration::minutes(5),
+            }),
+        };
+        assert_eq!(keys.valid_previous(now).len(), 1);
+        assert!(keys
+            .valid_previous(now + chrono::Duration::minutes(5))
+            .is_empty());
+    }
+}

@@ -1,0 +1,428 @@
+//! Validation of webhook configuration: pure functions, run before anything is written.
+
+use std::net::IpAddr;
+
+use url::{Host, Url};
+
+use super::{CustomHeaders, EventFilter, NewWebhook, Scope};
+use crate::secret::Secret;
+use crate::signing::{SignatureScheme, SignatureSchemes};
+use crate::transport::guard::{AddressPolicy, BlockedRange};
+use crate::{EventType, UnknownEventType};
+
+/// The longest URL accepted.
+pub const MAX_URL_LEN: usize = 2048;
+/// The most custom headers a webhook may have.
+pub const MAX_CUSTOM_HEADERS: usize = 20;
+/// The longest custom header value.
+pub const MAX_HEADER_VALUE_LEN: usize = 4096;
+/// The longest description.
+pub const MAX_DESCRIPTION_LEN: usize = 1000;
+/// The longest project name.
+pub const MAX_PROJECT_LEN: usize = 256;
+
+/// Header names the crate writes itself, or that would break the request: a custom header may
+/// not use them. Names ending in `-` are prefixes.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "host",
+    "user-agent",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "proxy-",
+    "x-aquarium-",
+    "webhook-",
+    "x-hub-signature",
+    "x-hub-signature-256",
+];
+
+/// Why a webhook configuration was refused. Each message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// The URL does not parse, or is not absolute.
+    #[error("invalid webhook URL: {reason}; give an absolute http:// or https:// URL")]
+    InvalidUrl {
+        /// What the URL parser said.
+        reason: String,
+    },
+    /// Not `http` or `https`.
+    #[error("webhook URLs must use http or https, not `{0}`")]
+    UnsupportedUrlScheme(String),
+    /// User name or password in the URL: they would leak into logs. Use a custom header.
+    #[error("webhook URLs may not contain credentials; send them in a custom header such as Authorization instead")]
+    UrlHasCredentials,
+    /// A `#fragment`, which is never sent and usually a typo.
+    #[error("webhook URLs may not have a #fragment")]
+    UrlHasFragment,
+    /// Longer than [`MAX_URL_LEN`].
+    #[error("the webhook URL is {len} bytes long; the limit is {MAX_URL_LEN}")]
+    UrlTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// The URL's host is an address the address guard refuses.
+    #[error("the webhook URL points at {host}, a {range} address, which deliveries may not reach; use a public address, or allow private targets in the address policy for on-premise installs")]
+    BlockedAddress {
+        /// The host as written.
+        host: String,
+        /// The range it falls in.
+        range: BlockedRange,
+    },
+    /// An event filter with no types.
+    #[error(
+        "a webhook must subscribe to at least one event; use EventFilter::All for every event"
+    )]
+    EmptyEventSet,
+    /// An event name that is not a platform event.
+    #[error("{0}")]
+    UnknownEvent(UnknownEventType),
+    /// The test event in a filter.
+    #[error("`webhook-test` cannot be subscribed to: send_test reaches a webhook whatever it subscribes to")]
+    TestEventNotSubscribable,
+    /// A custom header with a name the crate writes itself.
+    #[error("the header `{0}` is set by the webhook engine and cannot be overridden")]
+    ReservedHeader(String),
+    /// A custom header that is not valid HTTP.
+    #[error("invalid custom header `{name}`: {reason}")]
+    InvalidHeader {
+        /// The header's name (cut short).
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// More than [`MAX_CUSTOM_HEADERS`] custom headers.
+    #[error("a webhook may have at most {MAX_CUSTOM_HEADERS} custom headers, not {0}")]
+    TooManyHeaders(usize),
+    /// A description over [`MAX_DESCRIPTION_LEN`] characters.
+    #[error("the description is {0} characters long; the limit is {MAX_DESCRIPTION_LEN}")]
+    DescriptionTooLong(usize),
+    /// A project scope with an empty or overlong name.
+    #[error("the project name must be 1 to {MAX_PROJECT_LEN} characters long")]
+    InvalidProject,
+    /// Standard Webhooks asked of a webhook whose own secret is a plain one.
+    #[error("the Standard Webhooks scheme needs a `whsec_` secret; generate one with Secret::generate, or leave that scheme out")]
+    SecretNotStandard,
+}
+
+/// Checks a whole [`NewWebhook`] and returns its parsed URL.
+///
+/// # Errors
+/// The first problem found, in the order URL, scope, events, headers, description, secret.
+pub fn new_webhook(new: &NewWebhook, policy: &AddressPolicy) -> Result<Url, WebhookError> {
+    let url = url(&new.url, policy)?;
+    scope(&new.scope)?;
+    event_filter(&new.events)?;
+    headers(&new.headers)?;
+    description(new.description.as_deref())?;
+    secret_fits(new.secret.as_ref(), new.schemes)?;
+    Ok(url)
+}
+
+/// Parses and checks a webhook URL: absolute `http`/`https`, no credentials or fragment, and
+/// an IP-literal or `localhost` host only where `policy` allows it. Names are checked again
+/// at every send, against every address they resolve to.
+///
+/// # Errors
+/// See [`WebhookError`].
+pub fn url(text: &str, policy: &AddressPolicy) -> Result<Url, WebhookError> {
+    if text.len() > MAX_URL_LEN {
+        return Err(WebhookError::UrlTooLong { len: text.len() });
+    }
+    let url = Url::parse(text.trim()).map_err(|e| WebhookError::InvalidUrl {
+        reason: e.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(WebhookError::UnsupportedUrlScheme(
+            url.scheme().chars().take(32).collect(),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(WebhookError::UrlHasCredentials);
+    }
+    if url.fragment().is_some() {
+        return Err(WebhookError::UrlHasFragment);
+    }
+    let blocked = match url.host() {
+        None => {
+            return Err(WebhookError::InvalidUrl {
+                reason: "the URL has no host".into(),
+            })
+        }
+        Some(Host::Ipv4(ip)) => policy.check(IpAddr::V4(ip)).err(),
+        Some(Host::Ipv6(ip)) => policy.check(IpAddr::V6(ip)).err(),
+        Some(Host::Domain(name)) => policy.check_name(name).err(),
+    };
+    match blocked {
+        Some(range) => Err(WebhookError::BlockedAddress {
+            host: url.host_str().unwrap_or_default().to_owned(),
+            range,
+        }),
+        None => Ok(url),
+    }
+}
+
+/// Checks a scope: a project name must be 1 to [`MAX_PROJECT_LEN`] characters.
+///
+/// # Errors
+/// [`WebhookError::InvalidProject`].
+pub fn scope(scope: &Scope) -> Result<(), WebhookError> {
+    match scope.project() {
+        Some(p) if p.is_empty() || p.chars().count() > MAX_PROJECT_LEN => {
+            Err(WebhookError::InvalidProject)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks an event filter: not empty, platform events only.
+///
+/// # Errors
+/// [`WebhookError::EmptyEventSet`] or [`WebhookError::TestEventNotSubscribable`].
+pub fn event_filter(filter: &EventFilter) -> Result<(), WebhookError> {
+    match filter {
+        EventFilter::All => Ok(()),
+        EventFilter::Only(types) if types.is_empty() => Err(WebhookError::EmptyEventSet),
+        EventFilter::Only(types) if types.contains(&EventType::Test) => {
+            Err(WebhookError::TestEventNotSubscribable)
+        }
+        EventFilter::Only(_) => Ok(()),
+    }
+}
+
+/// Reads an event name a webhook may subscribe to.
+///
+/// # Errors
+/// [`WebhookError::UnknownEvent`] or [`WebhookError::TestEventNotSubscribable`].
+pub fn subscribable(name: &str) -> Result<EventType, WebhookError> {
+    match name.parse::<EventType>() {
+        Ok(EventType::Test) => Err(WebhookError::TestEventNotSubscribable),
+        Ok(t) => Ok(t),
+        Err(unknown) => Err(WebhookError::UnknownEvent(unknown)),
+    }
+}
+
+/// Checks custom headers: valid HTTP, not reserved, at most [`MAX_CUSTOM_HEADERS`].
+///
+/// # Errors
+/// See [`WebhookError`].
+pub fn headers(headers: &CustomHeaders) -> Result<(), WebhookError> {
+    if headers.len() > MAX_CUSTOM_HEADERS {
+        return Err(WebhookError::TooManyHeaders(headers.len()));
+    }
+    for (name, value) in headers.iter() {
+        let invalid = |reason| WebhookError::InvalidHeader {
+            name: name.chars().take(64).collect(),
+            reason,
+        };
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(invalid("not a valid header name"));
+        }
+        if is_reserved(name) {
+            return Err(WebhookError::ReservedHeader(name.to_owned()));
+        }
+        if value.len() > MAX_HEADER_VALUE_LEN {
+            return Err(invalid("the value is longer than 4096 bytes"));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(invalid(
+                "the value must be visible ASCII or spaces, without line breaks",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_reserved(name: &str) -> bool {
+    RESERVED_HEADERS.iter().any(|reserved| {
+        if reserved.ends_with('-') {
+            name.starts_with(reserved)
+        } else {
+            name == *reserved
+        }
+    })
+}
+
+/// Checks a description's length.
+///
+/// # Errors
+/// [`WebhookError::DescriptionTooLong`].
+pub fn description(text: Option<&str>) -> Result<(), WebhookError> {
+    match text.map(|t| t.chars().count()) {
+        Some(len) if len > MAX_DESCRIPTION_LEN => Err(WebhookError::DescriptionTooLong(len)),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that a webhook's own secret can sign its schemes.
+///
+/// # Errors
+/// [`WebhookError::SecretNotStandard`].
+pub fn secret_fits(secret: Option<&Secret>, schemes: SignatureSchemes) -> Result<(), WebhookError> {
+    match secret {
+        Some(s)
+            if schemes.contains(SignatureScheme::StandardWebhooks)
+                && s.standard_key().is_none() =>
+        {
+            Err(WebhookError::SecretNotStandard)
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guarded(text: &str) -> Result<Url, WebhookError> {
+        url(text, &AddressPolicy::default())
+    }
+
+    #[test]
+    fn good_urls_pass() {
+        for text in [
+            "https://hooks.example.com/aquarium",
+            "http://hooks.example.com:8080/a?b=c",
+            "https://[2606:4700::1111]/hook",
+            "https://8.8.8.8/hook",
+        ] {
+            assert!(guarded(text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_the_reason() {
+        assert!(matches!(
+            guarded("/relative/path"),
+            Err(WebhookError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            guarded("not a url"),
+            Err(WebhookError::InvalidUrl { .. })
+        ));
+        assert_eq!(
+            guarded("ftp://files.example.com/x"),
+            Err(WebhookError::UnsupportedUrlScheme("ftp".into()))
+        );
+        assert_eq!(
+            guarded("https://user:pw@example.com/x"),
+            Err(WebhookError::UrlHasCredentials)
+        );
+        assert_eq!(
+            guarded("https://example.com/x#frag"),
+            Err(WebhookError::UrlHasFragment)
+        );
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert!(matches!(
+            guarded(&long),
+            Err(WebhookError::UrlTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn private_literals_and_localhost_are_refused_unless_allowed() {
+        for text in [
+            "http://127.0.0.1:9000/hook",
+            "http://10.1.2.3/hook",
+            "http://[::1]/hook",
+            "http://[::ffff:192.168.0.1]/hook",
+            "http://169.254.169.254/latest/meta-data",
+            "http://localhost:3000/hook",
+            "http://api.localhost/hook",
+        ] {
+            let err = guarded(text).err();
+            assert!(
+                matches!(err, Some(WebhookError::BlockedAddress { .. })),
+                "{text}: {err:?}"
+            );
+            assert!(url(text, &AddressPolicy::allow_private()).is_ok(), "{text}");
+        }
+        let message = guarded("http://169.254.169.254/")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("link-local"), "{message}");
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        let ok = CustomHeaders::new()
+            .with("Authorization", "Bearer abc")
+            .with("x-team", "ml");
+        assert_eq!(headers(&ok), Ok(()));
+        for reserved in [
+            "Content-Type",
+            "user-agent",
+            "X-Aquarium-Secret",
+            "x-aquarium-anything",
+            "webhook-signature",
+            "X-Hub-Signature-256",
+            "proxy-authorization",
+            "host",
+        ] {
+            let h = CustomHeaders::new().with(reserved, "v");
+            assert!(
+                matches!(headers(&h), Err(WebhookError::ReservedHeader(_))),
+                "{reserved}"
+            );
+        }
+        let bad_name = CustomHeaders::new().with("bad name", "v");
+        assert!(matches!(
+            headers(&bad_name),
+            Err(WebhookError::InvalidHeader { .. })
+        ));
+        let injection = CustomHeaders::new().with("x-ok", "a\r\nx-evil: 1");
+        assert!(matches!(
+            headers(&injection),
+            Err(WebhookError::InvalidHeader { .. })
+        ));
+        let many: CustomHeaders = (0..21).map(|i| (format!("x-h{i}"), "v")).collect();
+        assert_eq!(headers(&many), Err(WebhookError::TooManyHeaders(21)));
+    }
+
+    #[test]
+    fn event_names_and_filters_are_checked() {
+        assert_eq!(subscribable("issue-exported"), Ok(EventType::IssueExported));
+        assert_eq!(subscribable("issue-update"), Ok(EventType::IssueUpdated));
+        assert!(matches!(
+            subscribable("label-created"),
+            Err(WebhookError::UnknownEvent(_))
+        ));
+        assert_eq!(
+            subscribable("webhook-test"),
+            Err(WebhookError::TestEventNotSubscribable)
+        );
+        assert_eq!(
+            EventFilter::from_names(Vec::<String>::new()),
+            Err(WebhookError::EmptyEventSet)
+        );
+        assert_eq!(
+            event_filter(&EventFilter::only([EventType::Test])),
+            Err(WebhookError::TestEventNotSubscribable)
+        );
+    }
+
+    #[test]
+    fn scope_description_and_secret_are_checked() {
+        assert_eq!(
+            scope(&Scope::Project(String::new())),
+            Err(WebhookError::InvalidProject)
+        );
+        assert_eq!(scope(&Scope::Organization), Ok(()));
+        assert!(description(Some(&"x".repeat(1001))).is_err());
+        let plain = Secret::parse("labelbox-style-secret").expect("valid");
+        assert_eq!(
+            secret_fits(Some(&plain), SignatureSchemes::default()),
+            Err(WebhookError::SecretNotStandard)
+        );
+        let hub = SignatureSchemes::NONE.with(SignatureScheme::HubSignature);
+        assert_eq!(secret_fits(Some(&plain), hub), Ok(()));
+    }
+}

@@ -1,0 +1,202 @@
+//! One attempt of a claimed delivery, from loading its webhook to settling it.
+
+use chrono::{DateTime, Utc};
+
+use super::{HostEvent, Worker};
+use crate::dispatcher::{judge, AttemptResult, DeliveryOutcome};
+use crate::queue::{failing_too_long, AttemptLog, Claim, Finish, Next};
+use crate::retry::{random_unit, verdict, Verdict};
+use crate::transport::{TransportError, TransportErrorKind};
+use crate::webhook::{Webhook, WebhookId, WebhookStatus};
+
+impl Worker {
+    /// Attempts one claimed delivery and settles it. Never fails: a backend error releases
+    /// the claim (or lets its lease expire) and is reported as a [`HostEvent`].
+    pub(super) async fn attempt(&self, claim: Claim) {
+        let delivery = &claim.delivery;
+        let webhook = match self.inner.store.get_webhook(&delivery.webhook_id).await {
+            Ok(webhook) => webhook,
+            Err(error) => return self.backend_failed(&claim, error.to_string()).await,
+        };
+        let webhook = match webhook {
+            Some(w) if w.status.is_active() => w,
+            other => {
+                let reason = match other.map(|w| w.status) {
+                    None => "the webhook was deleted before the delivery was due".to_owned(),
+                    Some(status) => format!(
+                        "the webhook was {} when the delivery was due; redeliver it after reactivating",
+                        describe(&status)
+                    ),
+                };
+                return self.abandon(&claim, reason).await;
+            }
+        };
+        let keys = match self.inner.keys_for(&webhook).await {
+            Ok(keys) => keys,
+            Err(error) => return self.backend_failed(&claim, error.to_string()).await,
+        };
+        let (attempted_at, response) = self
+            .inner
+            .send(
+                &webhook,
+                keys.as_ref(),
+                delivery.id,
+                delivery.event_type,
+                claim.payload.clone(),
+            )
+            .await;
+        let headers = response.as_ref().ok().map(|r| r.headers.clone());
+        let result = judge(response);
+        let now = Utc::now();
+        let verdict = verdict(&result, headers.as_ref(), now);
+        let next = match verdict {
+            Verdict::Delivered => Next::Succeeded,
+            Verdict::Retry { retry_after } => self
+                .options
+                .retry
+                .next_delay(delivery.attempts + 1, retry_after, random_unit())
+                .map_or(Next::Dead, |delay| {
+                    Next::RetryAt(now + chrono::Duration::from_std(delay).unwrap_or_default())
+                }),
+            _ => Next::Dead,
+        };
+        let log = AttemptLog::of(&result, attempted_at);
+        let last_error = log.error.clone().unwrap_or_default();
+        let finish = Finish::Attempted { attempt: log, next };
+        let report = match self
+            .inner
+            .queue
+            .finish(&delivery.id, claim.lease, finish, now)
+            .await
+        {
+            Ok(report) => report,
+            Err(error) => {
+                // The attempt was made but not recorded; the lease expires and the delivery
+                // is attempted again (at least once, never lost).
+                return self.tell(HostEvent::BackendError {
+                    message: error.to_string(),
+                });
+            }
+        };
+        self.inner.waiters.fulfil(DeliveryOutcome {
+            delivery_id: delivery.id,
+            webhook_id: webhook.id,
+            url: webhook.url.clone(),
+            attempted_at,
+            result,
+            next_attempt_at: match next {
+                Next::RetryAt(at) => Some(at),
+                _ => None,
+            },
+        });
+        if report.lease_lost {
+            return;
+        }
+        if next == Next::Dead {
+            self.tell(HostEvent::DeliveryExhausted {
+                delivery_id: delivery.id,
+                webhook_id: webhook.id,
+                event_type: delivery.event_type,
+                last_error: last_error.clone(),
+            });
+        }
+        if verdict == Verdict::Gone {
+            let reason = "the endpoint answered 410 Gone: it asked for no more deliveries".into();
+            self.disable(&webhook.id, reason, now).await;
+        } else if failing_too_long(
+            report.failing_since,
+            webhook.updated_at,
+            chrono::Duration::from_std(self.options.health_window).unwrap_or(chrono::Duration::MAX),
+            now,
+        ) {
+            let days = self.options.health_window.as_secs_f64() / 86_400.0;
+            let reason =
+                format!("every delivery failed for {days:.1} days; the last error: {last_error}");
+            self.disable(&webhook.id, reason, now).await;
+        }
+        if report.recovered {
+            self.tell(HostEvent::WebhookRecovered {
+                webhook_id: webhook.id,
+            });
+        }
+    }
+
+    /// Ends a delivery that cannot be attempted, and tells its ticket why.
+    async fn abandon(&self, claim: &Claim, reason: String) {
+        if let Ok(url) = url::Url::parse(&claim.delivery.url) {
+            self.inner.waiters.fulfil(DeliveryOutcome {
+                delivery_id: claim.delivery.id,
+                webhook_id: claim.delivery.webhook_id,
+                url,
+                attempted_at: Utc::now(),
+                result: AttemptResult::Failed(TransportError::new(
+                    TransportErrorKind::Other,
+                    reason.clone(),
+                )),
+                next_attempt_at: None,
+            });
+        }
+        let finish = Finish::Abandoned {
+            reason: reason.clone(),
+        };
+        match self
+            .inner
+            .queue
+            .finish(&claim.delivery.id, claim.lease, finish, Utc::now())
+            .await
+        {
+            Ok(report) if !report.lease_lost => self.tell(HostEvent::DeliveryExhausted {
+                delivery_id: claim.delivery.id,
+                webhook_id: claim.delivery.webhook_id,
+                event_type: claim.delivery.event_type,
+                last_error: reason,
+            }),
+            Ok(_) => {}
+            Err(error) => self.tell(HostEvent::BackendError {
+                message: error.to_string(),
+            }),
+        }
+    }
+
+    async fn backend_failed(&self, claim: &Claim, message: String) {
+        self.tell(HostEvent::BackendError { message });
+        self.release(claim.delivery.id, claim.lease).await;
+    }
+
+    /// Disables an active webhook, and says so once.
+    async fn disable(&self, id: &WebhookId, reason: String, now: DateTime<Utc>) {
+        let webhook: Option<Webhook> = match self.inner.store.get_webhook(id).await {
+            Ok(w) => w,
+            Err(error) => {
+                return self.tell(HostEvent::BackendError {
+                    message: error.to_string(),
+                })
+            }
+        };
+        let Some(mut webhook) = webhook.filter(|w| w.status.is_active()) else {
+            return;
+        };
+        webhook.status = WebhookStatus::Disabled {
+            reason: reason.clone(),
+            since: now,
+        };
+        webhook.updated_at = now;
+        match self.inner.store.update_webhook(&webhook).await {
+            Ok(()) => self.tell(HostEvent::WebhookDisabled {
+                webhook_id: *id,
+                reason,
+            }),
+            Err(error) => self.tell(HostEvent::BackendError {
+                message: error.to_string(),
+            }),
+        }
+    }
+}
+
+fn describe(status: &WebhookStatus) -> String {
+    match status {
+        WebhookStatus::Active => "active".into(),
+        WebhookStatus::Inactive => "inactive".into(),
+        WebhookStatus::Disabled { reason, .. } => format!("disabled ({reason})"),
+    }
+}

@@ -1,0 +1,358 @@
+//! The background worker: claims due deliveries, attempts them, settles them by the retry
+//! policy, and keeps endpoint health.
+//!
+//! A host starts one with [`WebhookDispatcher::start_worker`](crate::WebhookDispatcher::start_worker)
+//! and stops it with [`WorkerHandle::shutdown`]: attempts in flight get a bounded time to
+//! finish, the rest go back to the queue. Nothing is process-wide: each worker has its own
+//! limits and tasks, and workers of different dispatchers never share state.
+//!
+//! What the host hears about: [`HostEvent`]s on [`WorkerHandle::events`] — a delivery
+//! exhausted its attempts, a webhook was disabled, a webhook recovered, the queue failed.
+
+mod attempt;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{broadcast, watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::dispatcher::Inner;
+use crate::queue::{ClaimRequest, Finish, LeaseId};
+use crate::retry::RetryPolicy;
+use crate::webhook::{DeliveryId, WebhookId};
+use crate::EventType;
+
+/// How a worker runs. Start from [`WorkerOptions::default`] and change what you need.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerOptions {
+    /// Attempts in flight at once (default 64).
+    pub concurrency: usize,
+    /// Attempts in flight at once to one webhook (default 8), so one slow endpoint cannot
+    /// take every slot.
+    pub per_endpoint: usize,
+    /// Deliveries claimed per query (default 64).
+    pub batch: usize,
+    /// How long to sleep when nothing is due and nobody wakes the worker (default 1 s). An
+    /// emit in the same process wakes it at once; a delivery retried later, or emitted by
+    /// another process, is seen within this time.
+    pub poll_interval: Duration,
+    /// How long a claim holds before another worker may take the delivery (default: the
+    /// dispatcher's request timeout plus 30 s). Must exceed the request timeout.
+    pub lease: Option<Duration>,
+    /// When to retry.
+    pub retry: RetryPolicy,
+    /// A webhook whose deliveries have all failed for this long is disabled (default 5 days).
+    pub health_window: Duration,
+    /// How long [`WorkerHandle::shutdown`] lets attempts in flight finish (default 30 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            per_endpoint: 8,
+            batch: 64,
+            poll_interval: Duration::from_secs(1),
+            lease: None,
+            retry: RetryPolicy::default(),
+            health_window: Duration::from_secs(5 * 86_400),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Sets [`concurrency`](Self::concurrency) (at least 1).
+    #[must_use]
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = limit.max(1);
+        self
+    }
+
+    /// Sets [`per_endpoint`](Self::per_endpoint) (at least 1).
+    #[must_use]
+    pub fn per_endpoint(mut self, limit: usize) -> Self {
+        self.per_endpoint = limit.max(1);
+        self
+    }
+
+    /// Sets [`poll_interval`](Self::poll_interval).
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets [`lease`](Self::lease).
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Sets the [retry policy](Self::retry).
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Sets [`health_window`](Self::health_window).
+    #[must_use]
+    pub fn health_window(mut self, window: Duration) -> Self {
+        self.health_window = window;
+        self
+    }
+
+    /// Sets [`shutdown_grace`](Self::shutdown_grace).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}
+
+/// Something the host may want to tell its user about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostEvent {
+    /// A delivery is dead: its attempts are spent (or the endpoint is gone). It stays in the
+    /// delivery log and can be redelivered.
+    DeliveryExhausted {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// Its webhook.
+        webhook_id: WebhookId,
+        /// Its event type.
+        event_type: EventType,
+        /// The last attempt's error.
+        last_error: String,
+    },
+    /// The system disabled a webhook; the host can re-enable it with
+    /// [`Webhooks::reactivate`](crate::Webhooks::reactivate).
+    WebhookDisabled {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// Why.
+        reason: String,
+    },
+    /// A webhook's deliveries succeed again after failures.
+    WebhookRecovered {
+        /// The webhook.
+        webhook_id: WebhookId,
+    },
+    /// The queue or the config store failed; the worker keeps trying.
+    BackendError {
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A running worker. Dropping it stops the worker as [`shutdown`](Self::shutdown) does,
+/// without waiting.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    events: broadcast::Sender<HostEvent>,
+}
+
+impl WorkerHandle {
+    /// A receiver of the worker's [`HostEvent`]s from now on. A receiver that falls more
+    /// than 1,024 events behind loses the oldest.
+    pub fn events(&self) -> broadcast::Receiver<HostEvent> {
+        self.events.subscribe()
+    }
+
+    /// Stops claiming, lets attempts in flight finish within the shutdown grace, returns the
+    /// rest to the queue, and waits for all of that.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Starts a worker over the dispatcher's parts.
+pub(crate) fn start(inner: Arc<Inner>, options: WorkerOptions) -> WorkerHandle {
+    let (stop, stopped) = watch::channel(false);
+    let (events, _) = broadcast::channel(1024);
+    let lease = options
+        .lease
+        .unwrap_or(inner.request_timeout + Duration::from_secs(30));
+    let worker = Worker {
+        inner,
+        lease,
+        permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
+        busy: Arc::new(Mutex::new(Busy::default())),
+        finished: Arc::new(Notify::new()),
+        events: events.clone(),
+        options,
+    };
+    let task = tokio::spawn(worker.run(stopped));
+    WorkerHandle {
+        stop,
+        task: Some(task),
+        events,
+    }
+}
+
+/// What is in flight: per webhook, and the claims to return at a hard stop.
+#[derive(Debug, Default)]
+struct Busy {
+    per_webhook: HashMap<WebhookId, usize>,
+    claims: HashMap<DeliveryId, LeaseId>,
+}
+
+#[derive(Clone)]
+struct Worker {
+    inner: Arc<Inner>,
+    options: WorkerOptions,
+    lease: Duration,
+    permits: Arc<Semaphore>,
+    busy: Arc<Mutex<Busy>>,
+    /// Woken when an attempt ends, so a webhook at its limit is claimed for again.
+    finished: Arc<Notify>,
+    events: broadcast::Sender<HostEvent>,
+}
+
+impl Worker {
+    fn busy(&self) -> std::sync::MutexGuard<'_, Busy> {
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn tell(&self, event: HostEvent) {
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let first = tokio::select! {
+                permit = self.permits.clone().acquire_owned() => permit,
+                _ = stopped.changed() => break,
+            };
+            let Ok(first) = first else { break };
+            let mut permits = vec![first];
+            while permits.len() < self.options.batch.max(1) {
+                match self.permits.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let skip: Vec<WebhookId> = self
+                .busy()
+                .per_webhook
+                .iter()
+                .filter(|(_, n)| **n >= self.options.per_endpoint)
+                .map(|(id, _)| *id)
+                .collect();
+            let request = ClaimRequest::new(Utc::now(), self.lease, permits.len()).skip(skip);
+            let claims = match self.inner.queue.claim(&request).await {
+                Ok(claims) => claims,
+                Err(error) => {
+                    self.tell(HostEvent::BackendError {
+                        message: error.to_string(),
+                    });
+                    Vec::new()
+                }
+            };
+            if claims.is_empty() {
+                drop(permits);
+                tokio::select! {
+                    _ = self.inner.wake.notified() => {}
+                    _ = self.finished.notified() => {}
+                    _ = tokio::time::sleep(self.options.poll_interval) => {}
+                    _ = stopped.changed() => break,
+                }
+                continue;
+            }
+            for claim in claims {
+                let Some(permit) = permits.pop() else { break };
+                let (id, lease, webhook) =
+                    (claim.delivery.id, claim.lease, claim.delivery.webhook_id);
+                let admitted = {
+                    let mut busy = self.busy();
+                    let n = busy.per_webhook.entry(webhook).or_insert(0);
+                    if *n < self.options.per_endpoint {
+                        *n += 1;
+                        busy.claims.insert(id, lease);
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if !admitted {
+                    self.release(id, lease).await;
+                    continue;
+                }
+                let worker = self.clone();
+                tasks.spawn(async move {
+                    worker.attempt(claim).await;
+                    worker.leave(webhook, id);
+                    drop(permit);
+                    worker.finished.notify_one();
+                });
+            }
+        }
+        self.stop(tasks).await;
+    }
+
+    /// Marks an attempt as no longer in flight.
+    fn leave(&self, webhook: WebhookId, delivery: DeliveryId) {
+        let mut busy = self.busy();
+        busy.claims.remove(&delivery);
+        if let Some(n) = busy.per_webhook.get_mut(&webhook) {
+            *n -= 1;
+            if *n == 0 {
+                busy.per_webhook.remove(&webhook);
+            }
+        }
+    }
+
+    async fn release(&self, id: DeliveryId, lease: LeaseId) {
+        if let Err(error) = self
+            .inner
+            .queue
+            .finish(&id, lease, Finish::Released, Utc::now())
+            .await
+        {
+            // The lease expires on its own; the delivery is claimed again then.
+            self.tell(HostEvent::BackendError {
+                message: error.to_string(),
+            });
+        }
+    }
+
+    /// Lets attempts in flight finish within the grace, then cancels the rest and returns
+    /// their deliveries to the queue.
+    async fn stop(&self, mut tasks: JoinSet<()>) {
+        let grace = self.options.shutdown_grace;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_ok() {
+            return;
+        }
+        tasks.shutdown().await;
+        let left: Vec<(DeliveryId, LeaseId)> = self.busy().claims.drain().collect();
+        for (id, lease) in left {
+            self.release(id, lease).await;
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The SQLite backend: both conformance suites on a real file, migrations, and deliveries
+//! surviving a restart.
+
+#[path = "common/flaky.rs"]
+mod flaky;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dataops_webhooks::event::{Dataset, Event};
+use dataops_webhooks::queue::{conformance as queue_conformance, DeliveryQuery, DeliveryStatus};
+use dataops_webhooks::retry::RetryPolicy;
+use dataops_webhooks::sqlite::{SqliteError, SqliteStore, SCHEMA_VERSION};
+use dataops_webhooks::store::conformance as store_conformance;
+use dataops_webhooks::transport::guard::AddressPolicy;
+use dataops_webhooks::webhook::{NewWebhook, Scope};
+use dataops_webhooks::{Dispatcher, WebhookDispatcher, WorkerOptions};
+use flaky::Flaky;
+
+#[tokio::test]
+async fn sqlite_passes_both_conformance_suites() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let fresh = || {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = dir.path().join(format!("store-{n}.db"));
+        async move { SqliteStore::open(path).await.expect("open") }
+    };
+    store_conformance::check_config_store(&fresh).await;
+    queue_conformance::check_delivery_queue(&fresh).await;
+}
+
+#[tokio::test]
+async fn opening_migrates_once_and_refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.db");
+    let first = SqliteStore::open(&path).await.expect("create");
+    drop(first);
+    SqliteStore::open(&path)
+        .await
+        .expect("reopen an up-to-date file");
+    // A newer crate has been here.
+    rusqlite::Connection::open(&path)
+        .and_then(|c| c.pragma_update(None, "user_version", SCHEMA_VERSION + 1))
+        .expect("set the version");
+    let err = SqliteStore::open(&path)
+        .await
+        .expect_err("a newer schema is refused");
+    assert!(
+        matches!(err, SqliteError::SchemaTooNew { found, .. } if found == SCHEMA_VERSION + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade the crate"), "{err}");
+
+    let missing = dir.path().join("no-such-dir").join("state.db");
+    let err = SqliteStore::open(&missing).await.expect_err("no directory");
+    assert!(matches!(err, SqliteError::Open { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn deliveries_scheduled_for_later_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.db");
+    let server = Flaky::start().await;
+    let build = |store: Arc<SqliteStore>| {
+        WebhookDispatcher::builder()
+            .store(store.clone())
+            .queue(store)
+            .address_policy(AddressPolicy::allow_private())
+            .request_timeout(Duration::from_millis(300))
+            .build()
+            .expect("dispatcher")
+    };
+    // First life: the endpoint fails; the retry is scheduled 1.5 s out; the process "stops".
+    let store = Arc::new(SqliteStore::open(&path).await.expect("open"));
+    let d = build(store);
+    let hook = d
+        .webhooks()
+        .create(NewWebhook::new(
+            Scope::Project("p".into()),
+            server.url("/first-fails"),
+        ))
+        .await
+        .expect("create")
+        .id;
+    let policy = RetryPolicy::new(vec![Duration::ZERO, Duration::from_millis(1500)]).jitter(0.0);
+    let options = WorkerOptions::default()
+        .retry(policy)
+        .poll_interval(Duration::from_millis(20));
+    let worker = d.start_worker(options.clone());
+    let receipt = d
+        .emit(Event::dataset_complete("p", Dataset::default()))
+        .await
+        .expect("emit");
+    let first = receipt.outcomes().await.remove(0);
+    assert!(!first.is_success());
+    let due = first.next_attempt_at.expect("a retry is scheduled");
+    worker.shutdown().await;
+    drop(d);
+
+    // Second life, same file: the retry is sent when due, not before.
+    let d = build(Arc::new(SqliteStore::open(&path).await.expect("reopen")));
+    let worker = d.start_worker(options);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let page = d
+            .deliveries()
+            .list(&DeliveryQuery::new(hook))
+            .await
+            .expect("list");
+        let record = page.items[0].clone();
+        if record.status == DeliveryStatus::Succeeded {
+            break record;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{record:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(record.attempts, 2);
+    let log = d.deliveries().attempts(&record.id).await.expect("attempts");
+    assert!(
+        log[1].attempted_at >= due,
+        "sent when due ({due}), not before ({})",
+        log[1].attempted_at
+    );
+    let seen = server.requests("/first-fails");
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].0, seen[1].0,
+        "the same delivery id across the restart"
+    );
+    worker.shutdown().await;
+}

@@ -1,0 +1,148 @@
+//! The default transport end to end, on 127.0.0.1 only: the address guard, redirects,
+//! response caps and TLS failures.
+
+#[path = "common/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use dataops_webhooks::transport::guard::{AddressPolicy, BlockedRange};
+use dataops_webhooks::transport::{
+    HttpTransport, Transport, TransportErrorKind, TransportRequest, DEFAULT_EXCERPT_BYTES,
+};
+use dataops_webhooks::webhook::{NewWebhook, Scope, WebhookError};
+use dataops_webhooks::{ManageError, WebhookDispatcher};
+use http::HeaderMap;
+use server::{Reply, TestServer};
+use url::Url;
+
+fn request(url: &str) -> TransportRequest {
+    TransportRequest::new(
+        Url::parse(url).expect("url"),
+        HeaderMap::new(),
+        Bytes::from_static(b"{}"),
+        Duration::from_secs(5),
+    )
+}
+
+fn open() -> HttpTransport {
+    HttpTransport::builder()
+        .address_policy(AddressPolicy::allow_private())
+        .build()
+        .expect("transport")
+}
+
+#[tokio::test]
+async fn the_guard_refuses_loopback_in_every_form_and_sends_nothing() {
+    let server = TestServer::start(Reply::Status(200, "")).await;
+    let guarded = HttpTransport::builder().build().expect("transport");
+    let port = server.addr.port();
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+    ] {
+        let err = guarded.send(request(&url)).await.expect_err("refused");
+        assert_eq!(
+            err.kind(),
+            TransportErrorKind::BlockedAddress,
+            "{url}: {err}"
+        );
+        assert!(err.to_string().contains("address policy"), "{err}");
+    }
+    assert!(
+        server.requests().is_empty(),
+        "a refused request reached the server"
+    );
+
+    let response = open()
+        .send(request(&server.url("/")))
+        .await
+        .expect("allowed");
+    assert_eq!(response.status, 200);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn the_guard_refuses_loopback_webhooks_at_configuration() {
+    let d = WebhookDispatcher::builder().build().expect("dispatcher");
+    let result = d
+        .webhooks()
+        .create(NewWebhook::new(
+            Scope::Organization,
+            "http://127.0.0.1:8080/hook",
+        ))
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(ManageError::Invalid(WebhookError::BlockedAddress {
+                range: BlockedRange::Loopback,
+                ..
+            }))
+        ),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let target = TestServer::start(Reply::Status(200, "")).await;
+    let redirecting = TestServer::start(Reply::Redirect(target.url("/elsewhere"))).await;
+    let response = open()
+        .send(request(&redirecting.url("/")))
+        .await
+        .expect("response");
+    assert_eq!(response.status, 302);
+    assert!(target.requests().is_empty());
+}
+
+#[tokio::test]
+async fn responses_are_excerpted_and_capped() {
+    let chatty = TestServer::start(Reply::Big(100 * 1024)).await;
+    let response = open()
+        .send(request(&chatty.url("/")))
+        .await
+        .expect("response");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len(), DEFAULT_EXCERPT_BYTES);
+
+    let flood = TestServer::start(Reply::Big(2 * 1024 * 1024)).await;
+    let err = open()
+        .send(request(&flood.url("/")))
+        .await
+        .expect_err("too large");
+    assert_eq!(err.kind(), TransportErrorKind::ResponseTooLarge, "{err}");
+
+    let small_cap = HttpTransport::builder()
+        .address_policy(AddressPolicy::allow_private())
+        .max_response_bytes(50 * 1024)
+        .build()
+        .expect("transport");
+    let err = small_cap
+        .send(request(&chatty.url("/")))
+        .await
+        .expect_err("too large");
+    assert_eq!(err.kind(), TransportErrorKind::ResponseTooLarge, "{err}");
+}
+
+#[tokio::test]
+async fn tls_to_a_plain_http_server_is_a_tls_error() {
+    let plain = TestServer::start(Reply::Status(200, "")).await;
+    let url = format!("https://127.0.0.1:{}/", plain.addr.port());
+    let err = open()
+        .send(request(&url))
+        .await
+        .expect_err("handshake fails");
+    assert_eq!(err.kind(), TransportErrorKind::Tls, "{err}");
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_times_out() {
+    let slow = TestServer::start(Reply::Slow(Duration::from_secs(3), 200)).await;
+    let mut req = request(&slow.url("/"));
+    req.timeout = Duration::from_millis(200);
+    let err = open().send(req).await.expect_err("timeout");
+    assert!(err.is_timeout(), "{err}");
+}

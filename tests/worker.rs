@@ -1,0 +1,451 @@
+//! Durable delivery end to end on loopback: retries, `Retry-After`, 410, health, replay,
+//! idempotency, shutdown and per-endpoint limits, with a compressed retry schedule.
+
+#[path = "common/flaky.rs"]
+mod flaky;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use dataops_webhooks::event::{Dataset, Event};
+use dataops_webhooks::queue::{DeliveryQuery, DeliveryRecord, DeliveryStatus};
+use dataops_webhooks::retry::RetryPolicy;
+use dataops_webhooks::transport::guard::AddressPolicy;
+use dataops_webhooks::webhook::{NewWebhook, Scope, WebhookId, WebhookStatus};
+use dataops_webhooks::{Dispatcher, Emit, HostEvent, WebhookDispatcher, WorkerOptions};
+use flaky::{dropping_listener, Flaky};
+use tokio::sync::broadcast;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// Four attempts 50 ms apart, no jitter.
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy::new(vec![Duration::ZERO, 50 * MS, 50 * MS, 50 * MS]).jitter(0.0)
+}
+
+fn options() -> WorkerOptions {
+    WorkerOptions::default()
+        .retry(fast_retries())
+        .poll_interval(20 * MS)
+        .shutdown_grace(Duration::from_secs(5))
+}
+
+fn dispatcher() -> WebhookDispatcher {
+    WebhookDispatcher::builder()
+        .address_policy(AddressPolicy::allow_private())
+        .request_timeout(300 * MS)
+        .build()
+        .expect("dispatcher")
+}
+
+fn event(n: usize) -> Event {
+    Event::dataset_complete(
+        "p",
+        Dataset {
+            id: format!("dataset-{n}"),
+            ..Default::default()
+        },
+    )
+}
+
+async fn hook(d: &WebhookDispatcher, url: String) -> WebhookId {
+    d.webhooks()
+        .create(NewWebhook::new(Scope::Project("p".into()), url))
+        .await
+        .expect("create")
+        .id
+}
+
+/// Every delivery of `webhook`, once none is pending (or panics after 30 s).
+async fn settled(d: &WebhookDispatcher, webhook: WebhookId) -> Vec<DeliveryRecord> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = d
+            .deliveries()
+            .list(&DeliveryQuery::new(webhook).limit(200))
+            .await
+            .expect("list");
+        if page
+            .items
+            .iter()
+            .all(|r| r.status != DeliveryStatus::Pending)
+        {
+            return page.items;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries still pending: {:?}",
+            page.items
+        );
+        tokio::time::sleep(20 * MS).await;
+    }
+}
+
+/// The host events told so far, waiting (up to 5 s) until `done` holds for them: a worker
+/// tells the host just after it records the outcome, so a test that saw the record may be
+/// a moment ahead of the event.
+async fn told_until(
+    events: &mut broadcast::Receiver<HostEvent>,
+    done: impl Fn(&[HostEvent]) -> bool,
+) -> Vec<HostEvent> {
+    let mut told = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done(&told) {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(event)) => told.push(event),
+            Ok(Err(error)) => panic!("host events: {error}"),
+            Err(_) => break,
+        }
+    }
+    told
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_receiver_ends_every_delivery_as_the_policy_says() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let worker = d.start_worker(options());
+    let mut events = worker.events();
+    let dropped = dropping_listener().await;
+    let first_fails = hook(&d, server.url("/first-fails")).await;
+    let slow = hook(&d, server.url("/slow")).await;
+    let busy = hook(&d, server.url("/busy")).await;
+    let gone = hook(&d, server.url("/gone")).await;
+    let dropping = hook(&d, format!("http://{dropped}/")).await;
+    for n in 0..10 {
+        d.emit(event(n)).await.expect("emit");
+    }
+
+    let ok = settled(&d, first_fails).await;
+    assert_eq!(ok.len(), 10);
+    for r in &ok {
+        assert_eq!(
+            (r.status, r.attempts),
+            (DeliveryStatus::Succeeded, 2),
+            "{r:?}"
+        );
+        let log = d.deliveries().attempts(&r.id).await.expect("attempts");
+        assert_eq!(log[0].status, Some(500));
+        assert_eq!(log[0].response, "database is down", "the excerpt is logged");
+        assert_eq!(log[1].status, Some(204));
+    }
+    // Both attempts of a delivery carried the same delivery id.
+    let seen = server.requests("/first-fails");
+    assert_eq!(seen.len(), 20);
+    for r in &ok {
+        let id = r.id.to_string();
+        assert_eq!(seen.iter().filter(|(s, _)| *s == id).count(), 2);
+    }
+
+    for r in settled(&d, slow).await {
+        assert_eq!((r.status, r.attempts), (DeliveryStatus::Dead, 4), "{r:?}");
+        let log = d.deliveries().attempts(&r.id).await.expect("attempts");
+        assert!(log
+            .iter()
+            .all(|a| a.error_kind.as_deref() == Some("timeout")));
+    }
+    for r in settled(&d, dropping).await {
+        assert_eq!((r.status, r.attempts), (DeliveryStatus::Dead, 4), "{r:?}");
+    }
+
+    let busy_deliveries = settled(&d, busy).await;
+    for r in &busy_deliveries {
+        assert_eq!(
+            (r.status, r.attempts),
+            (DeliveryStatus::Succeeded, 2),
+            "{r:?}"
+        );
+    }
+    let busy_seen = server.requests("/busy");
+    for r in &busy_deliveries {
+        let id = r.id.to_string();
+        let times: Vec<_> = busy_seen
+            .iter()
+            .filter(|(s, _)| *s == id)
+            .map(|(_, t)| *t)
+            .collect();
+        assert!(
+            times[1] - times[0] >= Duration::from_millis(950),
+            "Retry-After: 1 was honoured over the 50 ms schedule: {:?}",
+            times[1] - times[0]
+        );
+    }
+
+    let gone_deliveries = settled(&d, gone).await;
+    assert!(gone_deliveries
+        .iter()
+        .all(|r| r.status == DeliveryStatus::Dead));
+    assert!(
+        gone_deliveries.iter().any(|r| r.attempts == 1),
+        "410 ends a delivery at its first attempt"
+    );
+    let webhook = d.webhooks().get(&gone).await.expect("get");
+    assert!(
+        matches!(&webhook.status, WebhookStatus::Disabled { reason, .. } if reason.contains("410")),
+        "{:?}",
+        webhook.status
+    );
+
+    let disabled = HostEvent::WebhookDisabled {
+        webhook_id: gone,
+        reason: "the endpoint answered 410 Gone: it asked for no more deliveries".into(),
+    };
+    let exhausted_in = |told: &[HostEvent]| {
+        told.iter()
+            .filter(|e| matches!(e, HostEvent::DeliveryExhausted { .. }))
+            .count()
+    };
+    let told = told_until(&mut events, |told| {
+        told.contains(&disabled) && exhausted_in(told) >= 20 + gone_deliveries.len()
+    })
+    .await;
+    assert!(told.contains(&disabled), "{told:?}");
+    // Emits after the 410 find the webhook disabled and record no delivery for it.
+    let dead = 20 + gone_deliveries.len();
+    assert_eq!(
+        exhausted_in(&told),
+        dead,
+        "every dead delivery is reported once"
+    );
+
+    // No worker is stalled: a new event is delivered at once.
+    hook(&d, server.url("/ok")).await;
+    let receipt = d.emit(event(99)).await.expect("emit");
+    let outcomes = tokio::time::timeout(Duration::from_secs(5), receipt.outcomes())
+        .await
+        .expect("the worker is still working");
+    assert!(outcomes.iter().any(|o| o.is_success()));
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_first_failure_reports_its_error_and_when_it_is_retried() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let _worker = d.start_worker(options());
+    hook(&d, server.url("/first-fails")).await;
+    let receipt = d.emit(event(0)).await.expect("emit");
+    let outcome = &receipt.outcomes().await[0];
+    assert_eq!(
+        outcome.error_message().as_deref(),
+        Some("the endpoint answered 500 Internal Server Error: database is down")
+    );
+    assert!(outcome.next_attempt_at.is_some(), "it will be retried");
+}
+
+#[tokio::test]
+async fn a_webhook_failing_for_the_whole_window_is_disabled_then_recovers() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let worker = d.start_worker(
+        options()
+            .retry(RetryPolicy::new(vec![20 * MS; 100]).jitter(0.0))
+            .health_window(300 * MS),
+    );
+    let mut events = worker.events();
+    let failing = hook(&d, server.url("/failing")).await;
+    let started = Utc::now();
+    d.emit(event(0)).await.expect("emit");
+    let dead = settled(&d, failing).await;
+    assert_eq!(dead[0].status, DeliveryStatus::Dead, "{dead:?}");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("webhook was disabled")),
+        "once disabled, the rest of the schedule is abandoned: {:?}",
+        dead[0].last_error
+    );
+    let webhook = d.webhooks().get(&failing).await.expect("get");
+    let WebhookStatus::Disabled { reason, since } = &webhook.status else {
+        panic!("disabled after the window: {:?}", webhook.status);
+    };
+    assert!(reason.contains("every delivery failed"), "{reason}");
+    assert!(*since - started >= chrono::Duration::milliseconds(300));
+    let disabled = |e: &HostEvent| matches!(e, HostEvent::WebhookDisabled { webhook_id, .. } if *webhook_id == failing);
+    let told = told_until(&mut events, |told| told.iter().any(disabled)).await;
+    assert!(told.iter().any(disabled), "{told:?}");
+
+    // The user fixes the endpoint, re-enables the webhook and recovers what failed.
+    server.heal();
+    d.webhooks().reactivate(&failing).await.expect("reactivate");
+    let resent = d
+        .deliveries()
+        .recover(&failing, started)
+        .await
+        .expect("recover");
+    assert_eq!(resent, 1);
+    let done = settled(&d, failing).await;
+    assert_eq!(done[0].status, DeliveryStatus::Succeeded);
+    assert_eq!(done[0].id, dead[0].id, "the same delivery, redelivered");
+    let recovered = HostEvent::WebhookRecovered {
+        webhook_id: failing,
+    };
+    let told = told_until(&mut events, |told| told.contains(&recovered)).await;
+    assert!(told.contains(&recovered), "{told:?}");
+}
+
+#[tokio::test]
+async fn redeliver_sends_the_same_delivery_again() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let _worker = d.start_worker(options());
+    let ok = hook(&d, server.url("/ok")).await;
+    let receipt = d.emit(event(0)).await.expect("emit");
+    receipt.outcomes().await;
+    let id = receipt.deliveries[0].delivery_id;
+    assert!(d.deliveries().redeliver(&id).await.expect("redeliver"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.requests("/ok").len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "redelivered");
+        tokio::time::sleep(10 * MS).await;
+    }
+    let seen = server.requests("/ok");
+    assert_eq!(seen[0].0, seen[1].0, "the same delivery id both times");
+    let record = settled(&d, ok).await.remove(0);
+    assert_eq!(
+        (record.status, record.attempts),
+        (DeliveryStatus::Succeeded, 2)
+    );
+    assert!(!d
+        .deliveries()
+        .redeliver(&dataops_webhooks::webhook::DeliveryId::new())
+        .await
+        .expect("redeliver"));
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_receipt() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let _worker = d.start_worker(options());
+    hook(&d, server.url("/ok")).await;
+    let first = d
+        .emit_with(Emit::new(event(0)).idempotency_key("export-7"))
+        .await
+        .expect("emit");
+    first.outcomes().await;
+    let again = d
+        .emit_with(Emit::new(event(0)).idempotency_key("export-7"))
+        .await
+        .expect("emit");
+    assert_eq!(again.event_id, first.event_id);
+    assert_eq!(
+        again.deliveries[0].delivery_id,
+        first.deliveries[0].delivery_id
+    );
+    assert!(
+        again.outcomes().await[0].is_success(),
+        "settled outcome at once"
+    );
+    tokio::time::sleep(100 * MS).await;
+    assert_eq!(server.requests("/ok").len(), 1, "nothing sent twice");
+    let err = d
+        .emit_with(Emit::new(event(0)).idempotency_key(""))
+        .await
+        .expect_err("an empty key is refused");
+    assert!(err.to_string().contains("idempotency key"), "{err}");
+}
+
+#[tokio::test]
+async fn deliveries_for_a_deleted_or_inactive_webhook_end_dead_with_the_reason() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let deleted = hook(&d, server.url("/ok")).await;
+    let inactive = hook(&d, server.url("/ok")).await;
+    let receipt = d.emit(event(0)).await.expect("emit");
+    d.webhooks().delete(&deleted).await.expect("delete");
+    d.webhooks()
+        .deactivate(&inactive)
+        .await
+        .expect("deactivate");
+    let _worker = d.start_worker(options());
+    for outcome in receipt.outcomes().await {
+        assert!(!outcome.is_success());
+    }
+    let dead = settled(&d, inactive).await.remove(0);
+    assert_eq!(dead.status, DeliveryStatus::Dead);
+    assert!(dead
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("inactive")));
+    assert!(server.requests("/ok").is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn shutdown_lets_attempts_finish_and_leaves_the_rest_queued() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let count = hook(&d, server.url("/count")).await;
+    for n in 0..20 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(options().per_endpoint(2));
+    tokio::time::sleep(150 * MS).await;
+    worker.shutdown().await;
+    let records = d
+        .deliveries()
+        .list(&DeliveryQuery::new(count).limit(200))
+        .await
+        .expect("list");
+    let done = records
+        .items
+        .iter()
+        .filter(|r| r.status == DeliveryStatus::Succeeded)
+        .count();
+    let waiting = records
+        .items
+        .iter()
+        .filter(|r| r.status == DeliveryStatus::Pending && r.attempts == 0)
+        .count();
+    assert!(done >= 2, "attempts in flight finished: {done}");
+    assert_eq!(
+        done + waiting,
+        20,
+        "the rest wait in the queue, unattempted"
+    );
+    assert!(waiting > 0);
+    // A new worker finishes them.
+    let worker = d.start_worker(options().per_endpoint(2));
+    assert!(settled(&d, count)
+        .await
+        .iter()
+        .all(|r| r.status == DeliveryStatus::Succeeded));
+    assert_eq!(
+        server.max_in_flight(),
+        2,
+        "at most 2 at once to one endpoint"
+    );
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hard_stop_returns_claimed_deliveries_to_the_queue() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let slow = hook(&d, server.url("/slow")).await;
+    d.emit(event(0)).await.expect("emit");
+    let worker = d.start_worker(
+        options()
+            .shutdown_grace(50 * MS)
+            .lease(Duration::from_secs(600)),
+    );
+    while server.requests("/slow").is_empty() {
+        tokio::time::sleep(5 * MS).await;
+    }
+    worker.shutdown().await;
+    let record = d
+        .deliveries()
+        .list(&DeliveryQuery::new(slow))
+        .await
+        .expect("list")
+        .items
+        .remove(0);
+    assert_eq!(record.status, DeliveryStatus::Pending);
+    assert_eq!(record.attempts, 0, "the cancelled attempt is not counted");
+    assert!(
+        record.next_attempt_at.is_some_and(|t| t <= Utc::now()),
+        "due now, not at the end of its 10-minute lease: {:?}",
+        record.next_attempt_at
+    );
+}
