@@ -55,7 +55,7 @@ impl ConfigStore for SqliteStore {
     async fn get_webhook(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
         let id = id.to_string();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 conn.query_row("SELECT record FROM webhooks WHERE id = ?1", [id], |r| {
                     r.get::<_, String>(0)
                 })
@@ -102,7 +102,7 @@ impl ConfigStore for SqliteStore {
             _ => (0, String::new()),
         };
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let mut statement = conn.prepare_cached(
                     "SELECT record FROM webhooks
                      WHERE org = ?1 AND id > ?2
@@ -131,7 +131,7 @@ impl ConfigStore for SqliteStore {
     async fn signing_keys(&self, org: &OrgId) -> Result<Option<SigningKeys>, StoreError> {
         let org = org.to_string();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 conn.query_row(
                     "SELECT record FROM signing_keys WHERE org = ?1",
                     [org],
@@ -167,7 +167,7 @@ impl ConfigStore for SqliteStore {
     ) -> Result<Vec<Webhook>, StoreError> {
         let (org, project) = (org.to_string(), project.to_owned());
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let mut statement = conn.prepare_cached(
                     "SELECT record FROM webhooks
                      WHERE org = ?1 AND active AND (project = ?2 OR project IS NULL)

@@ -3,8 +3,9 @@
 //!
 //! The file runs in WAL mode with `synchronous = NORMAL`: a committed emit survives the
 //! process being killed at any point (it is in the write-ahead log before `emit` returns);
-//! only a power loss or OS crash can lose the last few commits. All access goes through one
-//! connection on tokio's blocking pool, so the async runtime never waits on the disk.
+//! only a power loss or OS crash can lose the last few commits. Writes go through one
+//! connection, reads through a few more (WAL lets them run beside the writer), all on tokio's
+//! blocking pool, so the async runtime never waits on the disk.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -29,6 +30,7 @@ mod schema;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -42,9 +44,17 @@ pub use schema::SCHEMA_VERSION;
 /// share behind an `Arc`.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// The one connection that writes.
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections: a lookup never waits behind a write.
+    readers: Arc<[Mutex<Connection>]>,
+    /// Spreads reads over `readers` when all are busy.
+    next_reader: Arc<AtomicUsize>,
     path: PathBuf,
 }
+
+/// Read connections per store: enough to keep lookups off the writer on a small machine.
+const READERS: usize = 2;
 
 /// Why a SQLite file could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -96,11 +106,19 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
         let path = path.as_ref().to_path_buf();
         let owned = path.clone();
-        let conn = tokio::task::spawn_blocking(move || schema::open(&owned))
-            .await
-            .map_err(|e| SqliteError::Task(e.to_string()))??;
+        let (conn, readers) = tokio::task::spawn_blocking(move || {
+            let conn = schema::open(&owned)?;
+            let readers = (0..READERS)
+                .map(|_| schema::open_reader(&owned).map(Mutex::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, SqliteError>((conn, readers))
+        })
+        .await
+        .map_err(|e| SqliteError::Task(e.to_string()))??;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            readers: readers.into(),
+            next_reader: Arc::default(),
             path,
         })
     }
@@ -122,6 +140,30 @@ impl SqliteStore {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&mut conn)
+        })
+        .await
+        .map_err(|e| Failure::Task(e.to_string()))?
+    }
+
+    /// Runs the read-only `f` on a reader connection, on the blocking pool: a free one if
+    /// there is one, else the next in turn.
+    async fn read<T, F>(&self, f: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Failure> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let n = readers.len();
+            let free = (0..n).find_map(|i| readers[(turn + i) % n].try_lock().ok());
+            let conn = match free {
+                Some(conn) => conn,
+                None => readers[turn % n]
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+            f(&conn)
         })
         .await
         .map_err(|e| Failure::Task(e.to_string()))?

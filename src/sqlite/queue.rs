@@ -134,20 +134,20 @@ impl DeliveryQueue for SqliteStore {
                     }
                 }
                 let (event_id, at) = (event.id.to_string(), micros(event.created_at));
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO events
                      (id, org, project, event_type, payload, idempotency_key, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        event_id,
-                        org,
-                        event.project,
-                        event.event_type.as_str(),
-                        &event.payload[..],
-                        event.idempotency_key,
-                        at
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    event_id,
+                    org,
+                    event.project,
+                    event.event_type.as_str(),
+                    &event.payload[..],
+                    event.idempotency_key,
+                    at
+                ])?;
                 {
                     let mut insert = tx.prepare_cached(
                         "INSERT INTO deliveries
@@ -181,6 +181,23 @@ impl DeliveryQueue for SqliteStore {
                 .collect::<Vec<_>>(),
         )
         .map_err(Failure::from)?;
+        // Most claims find nothing due: ask a reader first and leave the writer to emits
+        // and settles. A delivery enqueued just after the look wakes the worker again.
+        let probe = skip.clone();
+        let any_due = self
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM deliveries
+                         WHERE status = 'pending' AND due_at <= ?1
+                           AND webhook_id NOT IN (SELECT value FROM json_each(?2)))",
+                    )?
+                    .query_row(params![now, probe], |r| r.get::<_, bool>(0))?)
+            })
+            .await?;
+        if !any_due {
+            return Ok(Vec::new());
+        }
         let lease = LeaseId::random();
         Ok(self
             .call(move |conn| {
@@ -298,7 +315,7 @@ impl DeliveryQueue for SqliteStore {
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, QueueError> {
         let id = id.to_string();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let sql = format!(
                     "SELECT {RECORD} FROM deliveries d JOIN events e ON e.id = d.event_id
                      WHERE d.id = ?1"
@@ -321,7 +338,7 @@ impl DeliveryQueue for SqliteStore {
             .map_or_else(|| "~".to_owned(), |id| id.to_string());
         let limit = page_limit(query.limit);
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let sql = format!(
                     "SELECT {RECORD} FROM deliveries d JOIN events e ON e.id = d.event_id
                      WHERE d.webhook_id = ?1 AND d.id < ?2
@@ -349,7 +366,7 @@ impl DeliveryQueue for SqliteStore {
     async fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptLog>, QueueError> {
         let id = id.to_string();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let mut statement = conn.prepare_cached(
                     "SELECT attempted_at, status, duration_us, response, error_kind, error
                      FROM attempts WHERE delivery_id = ?1 ORDER BY rowid",

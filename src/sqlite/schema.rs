@@ -91,6 +91,20 @@ pub(super) fn open(path: &Path) -> Result<Connection, SqliteError> {
     Ok(conn)
 }
 
+/// Opens a read-only connection to a file [`open`] has set up.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, SqliteError> {
+    let open_error = |source| SqliteError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open_error)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_error)?;
+    conn.pragma_update(None, "query_only", "ON")
+        .map_err(open_error)?;
+    Ok(conn)
+}
+
 /// Applies the migrations the file lacks, each in its own immediate transaction (so two
 /// processes opening one new file do not both apply it).
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), SqliteError> {

@@ -214,6 +214,9 @@ pub(crate) fn start(inner: Arc<Inner>, options: WorkerOptions) -> WorkerHandle {
 struct Busy {
     per_webhook: HashMap<WebhookId, usize>,
     claims: HashMap<DeliveryId, LeaseId>,
+    /// The last claim left a webhook out for being at its limit: an attempt that ends
+    /// must wake the loop to claim for it again.
+    limited: bool,
 }
 
 #[derive(Clone)]
@@ -223,7 +226,8 @@ struct Worker {
     lease: Duration,
     permits: Arc<Semaphore>,
     busy: Arc<Mutex<Busy>>,
-    /// Woken when an attempt ends, so a webhook at its limit is claimed for again.
+    /// Woken when an attempt ends while some webhook is at its limit, so it is claimed for
+    /// again.
     finished: Arc<Notify>,
     events: broadcast::Sender<HostEvent>,
 }
@@ -256,13 +260,17 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let skip: Vec<WebhookId> = self
-                .busy()
-                .per_webhook
-                .iter()
-                .filter(|(_, n)| **n >= self.options.per_endpoint)
-                .map(|(id, _)| *id)
-                .collect();
+            let skip: Vec<WebhookId> = {
+                let mut busy = self.busy();
+                let skip: Vec<WebhookId> = busy
+                    .per_webhook
+                    .iter()
+                    .filter(|(_, n)| **n >= self.options.per_endpoint)
+                    .map(|(id, _)| *id)
+                    .collect();
+                busy.limited = !skip.is_empty();
+                skip
+            };
             let request = ClaimRequest::new(Utc::now(), self.lease, permits.len()).skip(skip);
             let claims = match self.inner.queue.claim(&request).await {
                 Ok(claims) => claims,
@@ -295,6 +303,7 @@ impl Worker {
                         busy.claims.insert(id, lease);
                         true
                     } else {
+                        busy.limited = true;
                         false
                     }
                 };
@@ -305,17 +314,20 @@ impl Worker {
                 let worker = self.clone();
                 tasks.spawn(async move {
                     worker.attempt(claim).await;
-                    worker.leave(webhook, id);
+                    let limited = worker.leave(webhook, id);
                     drop(permit);
-                    worker.finished.notify_one();
+                    if limited {
+                        worker.finished.notify_one();
+                    }
                 });
             }
         }
         self.stop(tasks).await;
     }
 
-    /// Marks an attempt as no longer in flight.
-    fn leave(&self, webhook: WebhookId, delivery: DeliveryId) {
+    /// Marks an attempt as no longer in flight; says whether some webhook was left out of
+    /// the last claim for being at its limit.
+    fn leave(&self, webhook: WebhookId, delivery: DeliveryId) -> bool {
         let mut busy = self.busy();
         busy.claims.remove(&delivery);
         if let Some(n) = busy.per_webhook.get_mut(&webhook) {
@@ -324,6 +336,7 @@ impl Worker {
                 busy.per_webhook.remove(&webhook);
             }
         }
+        busy.limited
     }
 
     async fn release(&self, id: DeliveryId, lease: LeaseId) {
