@@ -2,8 +2,10 @@
 //!
 //! A webhook engine for data-operations platforms for ML datasets. A host application
 //! describes what happened as a typed [`Event`] and calls `dispatcher.emit(event)`; every
-//! webhook subscribed to that event receives a signed JSON POST. Receivers use the same crate
-//! to verify the signature and read the event back.
+//! webhook subscribed to that event receives a signed JSON POST, at least once: deliveries are
+//! recorded in a queue before `emit` returns and a worker retries them until they succeed or
+//! their schedule runs out. Receivers use the same crate to verify the signature and read the
+//! event back.
 //!
 //! - [`event`]: the five platform events and the test event, written and read to the byte.
 //! - [`webhook`] and [`Webhooks`]: configuration (scope, URL, events, status, headers,
@@ -11,6 +13,9 @@
 //! - [`signing`]: shared-secret header, Standard Webhooks v1 and hub signatures.
 //! - [`transport`]: the [`Transport`] trait, the reqwest transport, the address guard.
 //! - [`Dispatcher`] / [`WebhookDispatcher`]: emit, send a test, preview.
+//! - [`queue`] ([`DeliveryQueue`]): the outbox, attempt logs and replay ([`Deliveries`]);
+//!   [`worker`]: the background worker; [`retry`]: the retry policy.
+//! - `sqlite` (feature `sqlite`): configuration and queue in one SQLite file.
 //! - [`receiver`]: verify and parse on the receiving side.
 //!
 //! ## Emitting
@@ -18,10 +23,11 @@
 //! ```no_run
 //! use dataops_webhooks::event::{Dataset, Event};
 //! use dataops_webhooks::webhook::{EventFilter, NewWebhook, Scope};
-//! use dataops_webhooks::{Dispatcher, EventType, WebhookDispatcher};
+//! use dataops_webhooks::{Dispatcher, EventType, WebhookDispatcher, WorkerOptions};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let dispatcher = WebhookDispatcher::builder().build()?; // in-memory store, public targets only
+//! let dispatcher = WebhookDispatcher::builder().build()?; // in memory, public targets only
+//! let worker = dispatcher.start_worker(WorkerOptions::default()); // sends what emit records
 //! let org = Default::default();
 //! let secret = dispatcher.webhooks().create_org_secret(&org).await?;
 //! println!("write this down, it is shown once: {}", secret.expose());
@@ -38,6 +44,7 @@
 //! for outcome in receipt.outcomes().await {
 //!     println!("{} -> {:?}", outcome.url, outcome.status());
 //! }
+//! worker.shutdown().await;
 //! # Ok(()) }
 //! ```
 //!
