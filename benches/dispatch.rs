@@ -12,59 +12,17 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::Router;
+mod common;
+
+use common::{event, runtime, start_receiver, PROJECT};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dataops_webhooks::event::{Dataset, Event};
 use dataops_webhooks::transport::guard::AddressPolicy;
 use dataops_webhooks::transport::{Transport, TransportError, TransportRequest, TransportResponse};
 use dataops_webhooks::webhook::{NewWebhook, OrgId, Scope};
 use dataops_webhooks::{
     Dispatcher, Preview, WebhookDispatcher, WorkerOptions, DEFAULT_CONCURRENCY,
 };
-use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
-
-const PROJECT: &str = "traffic-signs";
-
-fn event() -> Event {
-    Event::dataset_complete(
-        PROJECT,
-        Dataset {
-            id: "traffic-signs-v3".into(),
-            frame_count: 1_200,
-            label_count: 5_400,
-            data_url: (0..8)
-                .map(|i| format!("gs://aq-bucket/traffic-signs-v3/shard-{i:04}.jsonl"))
-                .collect(),
-            embeddings_url: Some(vec!["gs://aq-bucket/traffic-signs-v3/embeddings.npy".into()]),
-            dataflow_status: "DONE".into(),
-            dataflow_status_postprocess: "DONE".into(),
-            ..Default::default()
-        },
-    )
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"))
-}
-
-/// A receiver that answers 204 to everything.
-async fn start_receiver() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("addr: {e}"));
-    let app = Router::new().fallback(|| async { StatusCode::NO_CONTENT });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
 
 /// Gives `dispatcher` an organization secret and `endpoints` webhooks on the bench's project.
 async fn configure(
@@ -129,7 +87,7 @@ async fn raw_post_all(
 fn bench_dispatch(c: &mut Criterion) {
     let rt = runtime();
     let addr = rt.block_on(start_receiver());
-    let event = event();
+    let event = event("traffic-signs-v3".into());
     let client = reqwest::Client::builder()
         .user_agent(dataops_webhooks::USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
@@ -203,7 +161,7 @@ impl Transport for NullTransport {
 /// network at all.
 fn bench_overhead(c: &mut Criterion) {
     let rt = runtime();
-    let event = event();
+    let event = event("traffic-signs-v3".into());
     let mut group = c.benchmark_group("overhead");
     group
         .sample_size(20)

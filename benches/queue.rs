@@ -15,63 +15,23 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use axum::Router;
+mod common;
+
+use common::{event, runtime, start_receiver, PROJECT};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dataops_webhooks::event::{Dataset, Event};
 use dataops_webhooks::sqlite::SqliteStore;
 use dataops_webhooks::transport::guard::AddressPolicy;
 use dataops_webhooks::webhook::{NewWebhook, OrgId, Scope};
 use dataops_webhooks::{
     Dispatcher, DispatcherBuilder, WebhookDispatcher, WorkerHandle, WorkerOptions,
 };
-use tokio::runtime::Runtime;
 
-const PROJECT: &str = "traffic-signs";
 /// Deliveries per iteration.
 const BATCH: usize = 100;
 /// Concurrent emitting tasks in the second variant of each throughput bench.
 const EMITTERS: usize = 8;
 /// Emits timed for the latency percentiles.
 const LATENCY_SAMPLES: usize = 3_000;
-
-fn event(n: usize) -> Event {
-    Event::dataset_complete(
-        PROJECT,
-        Dataset {
-            id: format!("traffic-signs-v{n}"),
-            frame_count: 1_200,
-            label_count: 5_400,
-            data_url: (0..8)
-                .map(|i| format!("gs://aq-bucket/traffic-signs/shard-{i:04}.jsonl"))
-                .collect(),
-            dataflow_status: "DONE".into(),
-            dataflow_status_postprocess: "DONE".into(),
-            ..Default::default()
-        },
-    )
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"))
-}
-
-/// A receiver that answers 204 to everything.
-async fn start_receiver() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("addr: {e}"));
-    let app = Router::new().fallback(|| async { StatusCode::NO_CONTENT });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -143,7 +103,7 @@ async fn emit_and_deliver(dispatcher: &WebhookDispatcher, events: usize, emitter
                 let mut receipts = Vec::new();
                 for n in (task..events).step_by(emitters) {
                     let receipt = dispatcher
-                        .emit(event(n))
+                        .emit(event(format!("traffic-signs-v{n}")))
                         .await
                         .unwrap_or_else(|e| panic!("emit: {e}"));
                     receipts.push(receipt);
@@ -201,7 +161,7 @@ fn bench_emit_latency(c: &mut Criterion) {
                     black_box(
                         setup
                             .dispatcher
-                            .emit(event(0))
+                            .emit(event("traffic-signs-v0".into()))
                             .await
                             .unwrap_or_else(|e| panic!("emit: {e}")),
                     )
@@ -214,7 +174,7 @@ fn bench_emit_latency(c: &mut Criterion) {
                 let started = Instant::now();
                 let receipt = setup
                     .dispatcher
-                    .emit(event(n))
+                    .emit(event(format!("traffic-signs-v{n}")))
                     .await
                     .unwrap_or_else(|e| panic!("emit: {e}"));
                 times.push(started.elapsed());

@@ -22,8 +22,8 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{
-    AttemptLog, ClaimRequest, DeliveryQuery, DeliveryQueue, DeliveryStatus, Enqueued, Finish,
-    NewDelivery, NewEvent, Next,
+    AttemptLog, ClaimRequest, DeliveryQuery, DeliveryQueue, DeliveryRecord, DeliveryStatus,
+    Enqueued, Finish, NewDelivery, NewEvent, Next,
 };
 use crate::webhook::{DeliveryId, OrgId, WebhookId};
 use crate::EventType;
@@ -105,6 +105,14 @@ fn success(at: i64) -> AttemptLog {
 async fn enqueue(queue: &impl DeliveryQueue, event: NewEvent) {
     let done = queue.enqueue(event).await.expect("enqueue");
     assert!(matches!(done, Enqueued::New), "enqueue: a new event is New");
+}
+
+async fn record(queue: &impl DeliveryQueue, id: &DeliveryId) -> DeliveryRecord {
+    queue
+        .get_delivery(id)
+        .await
+        .expect("get")
+        .expect("the delivery is recorded")
 }
 
 async fn claim(queue: &impl DeliveryQueue, now: i64, limit: usize) -> Vec<super::Claim> {
@@ -193,7 +201,7 @@ async fn settles_success_retry_and_death(queue: &impl DeliveryQueue) {
         .await
         .expect("finish");
     assert!(!report.lease_lost, "settle: the lease was held");
-    let d = queue.get_delivery(&id).await.expect("get").expect("found");
+    let d = record(queue, &id).await;
     assert_eq!(
         (d.status, d.attempts, d.next_attempt_at),
         (DeliveryStatus::Pending, 1, Some(t(300))),
@@ -221,7 +229,7 @@ async fn settles_success_retry_and_death(queue: &impl DeliveryQueue) {
         )
         .await
         .expect("finish");
-    let d = queue.get_delivery(&id).await.expect("get").expect("found");
+    let d = record(queue, &id).await;
     assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 2));
     assert_eq!(
         d.next_attempt_at, None,
@@ -253,11 +261,7 @@ async fn settles_success_retry_and_death(queue: &impl DeliveryQueue) {
         )
         .await
         .expect("finish");
-    let d = queue
-        .get_delivery(&c.delivery.id)
-        .await
-        .expect("get")
-        .expect("found");
+    let d = record(queue, &c.delivery.id).await;
     assert_eq!(d.status, DeliveryStatus::Dead, "settle: dead");
     assert_eq!(d.last_error.as_deref(), Some("the endpoint answered 503"));
     assert!(
@@ -296,7 +300,7 @@ async fn a_lost_lease_cannot_overwrite_the_new_holder(queue: &impl DeliveryQueue
         .await
         .expect("finish");
     assert!(report.lease_lost, "lost lease: reported");
-    let d = queue.get_delivery(&id).await.expect("get").expect("found");
+    let d = record(queue, &id).await;
     assert_eq!(
         d.status,
         DeliveryStatus::Succeeded,
@@ -333,11 +337,7 @@ async fn release_and_abandon(queue: &impl DeliveryQueue) {
         )
         .await
         .expect("abandon");
-    let d = queue
-        .get_delivery(&b.delivery.id)
-        .await
-        .expect("get")
-        .expect("found");
+    let d = record(queue, &b.delivery.id).await;
     assert_eq!(d.status, DeliveryStatus::Dead, "abandon: dead");
     assert_eq!(d.last_error.as_deref(), Some("the webhook was deleted"));
     assert!(queue
