@@ -107,6 +107,8 @@ pub mod signing;
 
 #[cfg(feature = "dispatch")]
 mod dispatcher;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "dispatch")]
 pub mod queue;
 #[cfg(feature = "receiver")]

@@ -381,6 +381,46 @@ impl WebhookDispatcher {
         Ok(Bytes::from(body))
     }
 
+    /// The records an emit writes — the serialized event and one delivery per subscribed
+    /// webhook — without writing them: for backends that record them in the host's own
+    /// transaction (such as `PostgresStore::emit_in`, feature `postgres`).
+    ///
+    /// # Errors
+    /// As [`Dispatcher::emit_with`]; nothing is recorded in any case.
+    pub async fn prepare(&self, emit: Emit) -> Result<NewEvent, DispatchError> {
+        Ok(self.plan(emit).await?.0)
+    }
+
+    /// The event to record for `emit`, and the URL of each delivery's webhook.
+    async fn plan(&self, emit: Emit) -> Result<(NewEvent, Vec<Url>), DispatchError> {
+        if let Some(key) = &emit.idempotency_key {
+            if key.is_empty() || key.len() > 255 {
+                return Err(DispatchError::BadIdempotencyKey(key.len()));
+            }
+        }
+        let org = emit.org.unwrap_or_else(|| self.inner.default_org.clone());
+        let event_type = emit.event.event_type();
+        let project = emit.event.project().to_owned();
+        let body = self.serialize(&emit.event)?;
+        let webhooks = self
+            .inner
+            .store
+            .subscribers(&org, &project, event_type)
+            .await?;
+        let mut event = NewEvent::new(org, project, event_type, body, now());
+        event.idempotency_key = emit.idempotency_key;
+        let mut urls = Vec::with_capacity(webhooks.len());
+        for webhook in webhooks {
+            event.deliveries.push(NewDelivery::new(
+                DeliveryId::new(),
+                webhook.id,
+                webhook.url.as_str(),
+            ));
+            urls.push(webhook.url);
+        }
+        Ok((event, urls))
+    }
+
     /// Tickets for the deliveries of an earlier emit with the same idempotency key: those
     /// attempted already carry the outcome of their first attempt.
     async fn tickets_of(
@@ -462,34 +502,17 @@ impl Inner {
 #[async_trait]
 impl Dispatcher for WebhookDispatcher {
     async fn emit_with(&self, emit: Emit) -> Result<Receipt, DispatchError> {
-        if let Some(key) = &emit.idempotency_key {
-            if key.is_empty() || key.len() > 255 {
-                return Err(DispatchError::BadIdempotencyKey(key.len()));
-            }
-        }
-        let org = emit.org.unwrap_or_else(|| self.inner.default_org.clone());
-        let event_type = emit.event.event_type();
-        let project = emit.event.project().to_owned();
-        let body = self.serialize(&emit.event)?;
-        let webhooks = self
-            .inner
-            .store
-            .subscribers(&org, &project, event_type)
-            .await?;
-        let mut event = NewEvent::new(org, project, event_type, body, now());
-        event.idempotency_key = emit.idempotency_key;
-        let mut tickets = Vec::with_capacity(webhooks.len());
-        for webhook in webhooks {
-            let id = DeliveryId::new();
-            event
-                .deliveries
-                .push(NewDelivery::new(id, webhook.id, webhook.url.as_str()));
-            // Registered before the delivery exists, so no worker can finish it unseen.
-            tickets.push(self.inner.waiters.ticket(id, webhook.id, webhook.url));
-        }
+        let (event, urls) = self.plan(emit).await?;
+        // Registered before the deliveries exist, so no worker can finish one unseen.
+        let tickets: Vec<DeliveryTicket> = event
+            .deliveries
+            .iter()
+            .zip(urls)
+            .map(|(d, url)| self.inner.waiters.ticket(d.id, d.webhook_id, url))
+            .collect();
         let mut receipt = Receipt {
             event_id: event.id,
-            event_type,
+            event_type: event.event_type,
             org: event.org.clone(),
             project: event.project.clone(),
             deliveries: Vec::new(),

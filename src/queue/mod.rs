@@ -16,7 +16,8 @@
 //! Implementations make the "due" time and the lease one column: claiming moves a
 //! delivery's `next_attempt_at` to the end of its lease.
 //!
-//! [`MemoryQueue`] keeps everything in the process; `SqliteStore` (feature `sqlite`) in a file.
+//! [`MemoryQueue`] keeps everything in the process; `SqliteStore` (feature `sqlite`) in a file;
+//! `PostgresStore` (feature `postgres`) in a database that many processes share.
 //! With the `test-util` feature, [`conformance::check_delivery_queue`] checks any
 //! implementation.
 
@@ -27,9 +28,11 @@ mod memory;
 mod types;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 
 use crate::webhook::DeliveryId;
 
@@ -88,6 +91,13 @@ pub trait DeliveryQueue: Send + Sync + fmt::Debug {
     /// Makes a delivery due again at `now`, whatever its state, keeping its id and its
     /// attempts. `false` when there is no such delivery.
     async fn redeliver(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<bool, QueueError>;
+
+    /// A signal the backend raises when deliveries become due that this process did not
+    /// enqueue itself: another process emitted, or a host's transaction committed. Idle
+    /// workers wait on it beside their poll interval. The default is `None`: workers poll.
+    fn arrivals(&self) -> Option<Arc<Notify>> {
+        None
+    }
 }
 
 /// A queue operation that failed.

@@ -37,8 +37,9 @@ pub struct WorkerOptions {
     /// Deliveries claimed per query (default 64).
     pub batch: usize,
     /// How long to sleep when nothing is due and nobody wakes the worker (default 1 s). An
-    /// emit in the same process wakes it at once; a delivery retried later, or emitted by
-    /// another process, is seen within this time.
+    /// emit in the same process wakes it at once, and so does one in another process when
+    /// the queue signals [arrivals](crate::DeliveryQueue::arrivals) (PostgreSQL does); a
+    /// delivery whose retry falls due is seen within this time.
     pub poll_interval: Duration,
     /// How long a claim holds before another worker may take the delivery (default: the
     /// dispatcher's request timeout plus 30 s). Must exceed the request timeout.
@@ -185,6 +186,14 @@ impl Drop for WorkerHandle {
     }
 }
 
+/// Resolves when the queue signals arrivals from elsewhere; never, for a queue without.
+async fn arrived(signal: Option<&Notify>) {
+    match signal {
+        Some(signal) => signal.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Starts a worker over the dispatcher's parts.
 pub(crate) fn start(inner: Arc<Inner>, options: WorkerOptions) -> WorkerHandle {
     let (stop, stopped) = watch::channel(false);
@@ -246,6 +255,7 @@ impl Worker {
 
     async fn run(self, mut stopped: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
+        let arrivals = self.inner.queue.arrivals();
         loop {
             while tasks.try_join_next().is_some() {}
             let first = tokio::select! {
@@ -286,6 +296,7 @@ impl Worker {
                 tokio::select! {
                     _ = self.inner.wake.notified() => {}
                     _ = self.finished.notified() => {}
+                    _ = arrived(arrivals.as_deref()) => {}
                     _ = tokio::time::sleep(self.options.poll_interval) => {}
                     _ = stopped.changed() => break,
                 }

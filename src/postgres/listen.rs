@@ -1,0 +1,81 @@
+//! One dedicated connection per store that `LISTEN`s for new deliveries and wakes the
+//! process's idle workers. It reconnects on its own; while it is down, workers fall back to
+//! their poll interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// The running listener; dropping it stops it.
+#[derive(Debug)]
+pub(super) struct Listener {
+    signal: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Starts listening on `channel`. Must run inside a tokio runtime.
+    pub(super) fn start(config: tokio_postgres::Config, channel: String) -> Self {
+        let signal = Arc::new(Notify::new());
+        let task = tokio::spawn(run(config, channel, signal.clone()));
+        Self { signal, task }
+    }
+
+    pub(super) fn signal(&self) -> Arc<Notify> {
+        self.signal.clone()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Wakes every idle worker, and leaves a wake-up for one that is busy claiming right now.
+fn wake(signal: &Notify) {
+    signal.notify_waiters();
+    signal.notify_one();
+}
+
+async fn run(config: tokio_postgres::Config, channel: String, signal: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if listen(&config, &channel, &signal).await {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Listens until the connection ends; says whether it got as far as listening.
+async fn listen(config: &tokio_postgres::Config, channel: &str, signal: &Notify) -> bool {
+    let Ok((client, mut connection)) = config.connect(NoTls).await else {
+        return false;
+    };
+    // The schema name is checked to need no quoting, so neither does the channel.
+    let statement = format!("LISTEN {channel}");
+    let mut listening = std::pin::pin!(client.batch_execute(&statement));
+    let mut listened = false;
+    loop {
+        tokio::select! {
+            done = &mut listening, if !listened => {
+                if done.is_err() {
+                    return false;
+                }
+                listened = true;
+                // Work may have arrived while nobody listened.
+                wake(signal);
+            }
+            message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                Some(Ok(AsyncMessage::Notification(_))) => wake(signal),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return listened,
+            },
+        }
+    }
+}

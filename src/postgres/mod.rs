@@ -1,0 +1,316 @@
+//! [`PostgresStore`] (feature `postgres`): webhooks, secrets, events, deliveries and attempts
+//! in one PostgreSQL schema that any number of processes, on any number of machines, share.
+//!
+//! - **Claims** take due deliveries with `FOR UPDATE SKIP LOCKED` and move their due time to
+//!   the end of a lease: two workers never hold one delivery at once, and a crashed worker's
+//!   deliveries become claimable again when its lease ends.
+//! - **Wake-ups**: every insert of deliveries raises a `NOTIFY` (delivered when the inserting
+//!   transaction commits); each process listens on one dedicated connection and wakes its
+//!   idle workers, so a delivery emitted on one machine is attempted at once on another.
+//! - **Migrations** ship with the crate and live in their own schema (default
+//!   `dataops_webhooks`); [`PostgresStore::migrate`] runs them under an advisory lock, so
+//!   every process may call it at start-up.
+//! - **Transactional emit**: [`PostgresStore::emit_in`] records an event inside the host's
+//!   own transaction: it exists if and only if that transaction commits.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use dataops_webhooks::postgres::{PostgresOptions, PostgresStore};
+//! use dataops_webhooks::{WebhookDispatcher, WorkerOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = PostgresOptions::new("postgres://app@db.internal/app")?.schema("webhooks");
+//! let store = Arc::new(PostgresStore::connect(options).await?);
+//! store.migrate().await?;
+//! let dispatcher = WebhookDispatcher::builder()
+//!     .store(store.clone())
+//!     .queue(store)
+//!     .build()?;
+//! let worker = dispatcher.start_worker(WorkerOptions::default());
+//! # worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Workers on different machines compare lease ends with their own clocks: keep the clocks
+//! in sync (NTP). The default lease is the request timeout plus 30 s, which is the most
+//! clock skew it tolerates.
+
+mod config;
+mod error;
+mod listen;
+mod queue;
+mod schema;
+mod transaction;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::Notify;
+use tokio_postgres::NoTls;
+
+pub use error::PostgresError;
+pub use schema::SCHEMA_VERSION;
+pub use transaction::EmittedInTransaction;
+
+use error::Failure;
+
+/// The schema the crate's tables live in unless [`PostgresOptions::schema`] says otherwise.
+pub const DEFAULT_SCHEMA: &str = "dataops_webhooks";
+
+/// How to reach the database and where the tables live.
+///
+/// ```
+/// use std::time::Duration;
+/// use dataops_webhooks::postgres::PostgresOptions;
+///
+/// let options = PostgresOptions::new("postgres://app:s3cret@db.internal:5432/app")?
+///     .schema("webhooks")
+///     .pool_size(32)
+///     .connect_timeout(Duration::from_secs(3));
+/// assert!(!format!("{options:?}").contains("s3cret"));
+/// # Ok::<(), dataops_webhooks::postgres::PostgresError>(())
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// Connection settings (host, port, user, password, database).
+    pub config: tokio_postgres::Config,
+    /// The schema of the crate's tables: lower-case letters, digits and `_`, starting with a
+    /// letter or `_`, at most 48 characters (default [`DEFAULT_SCHEMA`]).
+    pub schema: String,
+    /// Pooled connections per store (default 16). Each process also holds one more, for
+    /// `LISTEN`, once a worker starts.
+    pub pool_size: usize,
+    /// How long to wait for a connection, from the server or the pool (default 5 s).
+    pub connect_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// Options for the database at `url` (`postgres://user:password@host:port/database`, or
+    /// a `key=value` connection string).
+    ///
+    /// # Errors
+    /// [`PostgresError::Config`] when the URL cannot be parsed; the error does not repeat it.
+    pub fn new(url: &str) -> Result<Self, PostgresError> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| PostgresError::Config {
+            message: format!("the connection URL is not valid: {e}"),
+        })?;
+        Ok(Self::from_config(config))
+    }
+
+    /// Options over connection settings built in code.
+    pub fn from_config(config: tokio_postgres::Config) -> Self {
+        Self {
+            config,
+            schema: DEFAULT_SCHEMA.to_owned(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Puts the tables in `schema` (checked by [`PostgresStore::connect`]).
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets [`pool_size`](Self::pool_size) (at least 1).
+    #[must_use]
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Where the server is, for messages: hosts, ports and database, never the password.
+    fn target(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = self.config.get_ports().iter().map(u16::to_string).collect();
+        format!(
+            "{} port {} database {}",
+            if hosts.is_empty() {
+                "localhost".to_owned()
+            } else {
+                hosts.join(",")
+            },
+            if ports.is_empty() {
+                "5432".to_owned()
+            } else {
+                ports.join(",")
+            },
+            self.config.get_dbname().unwrap_or("(default)")
+        )
+    }
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("target", &self.target())
+            .field("user", &self.config.get_user())
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Webhook configuration and the delivery queue in a PostgreSQL schema. Implements
+/// [`ConfigStore`](crate::ConfigStore) and [`DeliveryQueue`](crate::DeliveryQueue); cheap to
+/// clone, clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    options: PostgresOptions,
+    sql: schema::Statements,
+    /// Raised by the `LISTEN` connection; started by the first worker.
+    arrivals: OnceLock<listen::Listener>,
+}
+
+impl PostgresStore {
+    /// Builds the pool and makes sure the server answers. Does not touch the schema: call
+    /// [`migrate`](Self::migrate) (or [`check_schema`](Self::check_schema) in processes that
+    /// leave migrations to a deploy step).
+    ///
+    /// # Errors
+    /// [`PostgresError::Config`] for a bad schema name; [`PostgresError::Unreachable`] when no
+    /// connection can be made in time.
+    pub async fn connect(mut options: PostgresOptions) -> Result<Self, PostgresError> {
+        schema::check_name(&options.schema)?;
+        if options.config.get_connect_timeout().is_none() {
+            options.config.connect_timeout(options.connect_timeout);
+        }
+        let manager = Manager::from_config(
+            options.config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| PostgresError::Config {
+                message: format!("the connection pool cannot be built: {e}"),
+            })?;
+        let store = Self {
+            inner: Arc::new(Inner {
+                sql: schema::Statements::new(&options.schema),
+                pool,
+                options,
+                arrivals: OnceLock::new(),
+            }),
+        };
+        drop(store.client().await.map_err(|f| store.unreachable(f))?);
+        Ok(store)
+    }
+
+    /// Creates the schema and brings it up to [`SCHEMA_VERSION`]: the one call a deployment
+    /// makes. Safe to run from many processes at once (they take turns on an advisory lock);
+    /// returns the version found before.
+    ///
+    /// # Errors
+    /// [`PostgresError::SchemaTooNew`] when a newer crate migrated the schema;
+    /// [`PostgresError::Migration`] when a step fails (it is rolled back);
+    /// [`PostgresError::Unreachable`].
+    pub async fn migrate(&self) -> Result<i32, PostgresError> {
+        let mut client = self.client().await.map_err(|f| self.unreachable(f))?;
+        schema::migrate(&mut client, &self.inner.options.schema).await
+    }
+
+    /// Checks that the schema exists at this crate's version, without changing anything.
+    ///
+    /// # Errors
+    /// [`PostgresError::SchemaMissing`], [`PostgresError::SchemaOutdated`],
+    /// [`PostgresError::SchemaTooNew`], [`PostgresError::Unreachable`].
+    pub async fn check_schema(&self) -> Result<(), PostgresError> {
+        let client = self.client().await.map_err(|f| self.unreachable(f))?;
+        let schema = &self.inner.options.schema;
+        let client: &tokio_postgres::Client = &client;
+        match schema::version(client, schema).await? {
+            None => Err(PostgresError::SchemaMissing {
+                schema: schema.clone(),
+            }),
+            Some(found) if found < SCHEMA_VERSION => Err(PostgresError::SchemaOutdated {
+                schema: schema.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            Some(found) if found > SCHEMA_VERSION => Err(PostgresError::SchemaTooNew {
+                schema: schema.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The schema the tables live in.
+    pub fn schema(&self) -> &str {
+        &self.inner.options.schema
+    }
+
+    /// The connection pool, for hosts that run their own queries (and transactions for
+    /// [`emit_in`](Self::emit_in)) on the same connections.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Failure> {
+        self.inner.pool.get().await.map_err(Failure::Pool)
+    }
+
+    fn unreachable(&self, failure: Failure) -> PostgresError {
+        PostgresError::Unreachable {
+            target: self.inner.options.target(),
+            source: Box::new(failure),
+        }
+    }
+
+    /// The `LISTEN` signal, started on first use (by a worker, inside the runtime).
+    fn listener(&self) -> &listen::Listener {
+        self.inner.arrivals.get_or_init(|| {
+            listen::Listener::start(
+                self.inner.options.config.clone(),
+                schema::channel(&self.inner.options.schema),
+            )
+        })
+    }
+
+    fn arrivals_signal(&self) -> Arc<Notify> {
+        self.listener().signal()
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}

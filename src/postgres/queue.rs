@@ -1,0 +1,353 @@
+//! [`DeliveryQueue`] over PostgreSQL. Every operation is one statement (a settle is one call
+//! of the schema's `finish` function), so each costs one round trip.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::error::{violates, Failure};
+use super::schema::Statements;
+use super::PostgresStore;
+use crate::queue::{
+    page_limit, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryQueue,
+    DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, LeaseId, NewEvent, Next,
+    QueueError,
+};
+use crate::webhook::{DeliveryId, EventId};
+
+/// A connection to run statements on: one from the store's pool (statements are prepared
+/// once per connection), or the host's open transaction.
+pub(super) enum Conn<'a> {
+    Pooled(&'a deadpool_postgres::Object),
+    Host(&'a tokio_postgres::Transaction<'a>),
+}
+
+type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+impl Conn<'_> {
+    pub(super) async fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, Failure> {
+        Ok(match self {
+            Self::Pooled(client) => {
+                let statement = client.prepare_cached(sql).await?;
+                client.query(&statement, params).await?
+            }
+            Self::Host(tx) => tx.query(sql, params).await?,
+        })
+    }
+
+    async fn query_one(&self, sql: &str, params: &Params<'_>) -> Result<Row, Failure> {
+        self.query(sql, params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Failure::Corrupt("a statement returned no row".into()))
+    }
+}
+
+/// Reads a text column through `FromStr` (ids, event types, statuses).
+pub(super) fn parsed<T>(row: &Row, index: usize) -> Result<T, Failure>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let text: &str = row.try_get(index)?;
+    text.parse()
+        .map_err(|e: T::Err| Failure::Corrupt(format!("column {index}: {e}")))
+}
+
+fn record(row: &Row) -> Result<DeliveryRecord, Failure> {
+    let attempts: i32 = row.try_get(7)?;
+    Ok(DeliveryRecord {
+        id: parsed(row, 0)?,
+        event_id: parsed(row, 1)?,
+        org: row.try_get::<_, String>(2)?.into(),
+        event_type: parsed(row, 3)?,
+        webhook_id: parsed(row, 4)?,
+        url: row.try_get(5)?,
+        status: parsed(row, 6)?,
+        attempts: u32::try_from(attempts).unwrap_or_default(),
+        next_attempt_at: row.try_get(8)?,
+        last_error: row.try_get(9)?,
+        created_at: row.try_get(10)?,
+        updated_at: row.try_get(11)?,
+    })
+}
+
+/// Records `event` on `conn`: the event once, one pending delivery per entry, all in one
+/// statement (so atomic on its own, and part of the host's transaction when `conn` is one).
+pub(super) async fn enqueue_on(
+    conn: &Conn<'_>,
+    sql: &Statements,
+    event: NewEvent,
+) -> Result<Enqueued, Failure> {
+    let org = event.org.to_string();
+    let (ids, webhooks, urls) = event.deliveries.iter().fold(
+        (Vec::new(), Vec::new(), Vec::new()),
+        |(mut ids, mut webhooks, mut urls), d| {
+            ids.push(d.id.to_string());
+            webhooks.push(d.webhook_id.to_string());
+            urls.push(d.url.clone());
+            (ids, webhooks, urls)
+        },
+    );
+    let recorded = conn
+        .query_one(
+            &sql.enqueue,
+            &[
+                &event.id.to_string(),
+                &org,
+                &event.project,
+                &event.event_type.as_str(),
+                &&event.payload[..],
+                &event.idempotency_key,
+                &event.created_at,
+                &ids,
+                &webhooks,
+                &urls,
+            ],
+        )
+        .await;
+    let recorded: i64 = match recorded {
+        Ok(row) => row.try_get(0)?,
+        Err(Failure::Db(e)) if violates(&e, "deliveries_pkey") => {
+            return Err(match conn.query(&sql.existing_delivery, &[&ids]).await {
+                Ok(rows) => match rows.first() {
+                    Some(row) => Failure::DuplicateDelivery(parsed(row, 0)?),
+                    None => Failure::Db(e),
+                },
+                // The host's transaction is aborted now; report the first error.
+                Err(_) => Failure::Db(e),
+            });
+        }
+        Err(other) => return Err(other),
+    };
+    if recorded > 0 {
+        return Ok(Enqueued::New);
+    }
+    // The idempotency key was used before: hand back the first event.
+    let first = conn
+        .query_one(&sql.duplicate_event, &[&org, &event.idempotency_key])
+        .await?;
+    let event_id: EventId = parsed(&first, 0)?;
+    let deliveries = conn
+        .query(&sql.deliveries_of_event, &[&event_id.to_string()])
+        .await?
+        .iter()
+        .map(record)
+        .collect::<Result<_, _>>()?;
+    Ok(Enqueued::Duplicate {
+        event_id,
+        deliveries,
+    })
+}
+
+impl PostgresStore {
+    /// Runs one statement on a pooled connection.
+    async fn rows(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, QueueError> {
+        let run = async {
+            let client = self.client().await?;
+            Conn::Pooled(&client).query(sql, params).await
+        };
+        run.await.map_err(|f| f.into_queue_error(self.schema()))
+    }
+
+    fn queue_error(&self, failure: Failure) -> QueueError {
+        failure.into_queue_error(self.schema())
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for PostgresStore {
+    async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError> {
+        let run = async {
+            let client = self.client().await?;
+            enqueue_on(&Conn::Pooled(&client), &self.inner.sql, event).await
+        };
+        run.await.map_err(|f| self.queue_error(f))
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError> {
+        let skip: Vec<String> = request.skip.iter().map(ToString::to_string).collect();
+        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+        let lease = LeaseId::random();
+        let rows = self
+            .rows(
+                &self.inner.sql.claim,
+                &[
+                    &request.now,
+                    &skip,
+                    &limit,
+                    &request.lease_until(),
+                    &lease.0,
+                ],
+            )
+            .await?;
+        // One copy of each event's payload, shared by its deliveries.
+        let mut payloads: HashMap<EventId, Bytes> = HashMap::new();
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut read = || -> Result<Claim, Failure> {
+                let delivery = record(row)?;
+                let payload = match payloads.get(&delivery.event_id) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = Bytes::copy_from_slice(row.try_get::<_, &[u8]>(13)?);
+                        payloads.insert(delivery.event_id, p.clone());
+                        p
+                    }
+                };
+                Ok(Claim {
+                    delivery,
+                    project: row.try_get(12)?,
+                    payload,
+                    lease,
+                })
+            };
+            claims.push(read().map_err(|f| self.queue_error(f))?);
+        }
+        Ok(claims)
+    }
+
+    async fn finish(
+        &self,
+        delivery: &DeliveryId,
+        lease: LeaseId,
+        finish: Finish,
+        now: DateTime<Utc>,
+    ) -> Result<FinishReport, QueueError> {
+        let (attempt, status, due, error) = match finish {
+            Finish::Attempted { attempt, next } => {
+                let (status, due, error) = match next {
+                    Next::Succeeded => (DeliveryStatus::Succeeded, None, None),
+                    Next::RetryAt(at) => (DeliveryStatus::Pending, Some(at), attempt.error.clone()),
+                    Next::Dead => (DeliveryStatus::Dead, None, attempt.error.clone()),
+                };
+                (Some(attempt), status, due, error)
+            }
+            Finish::Released => (None, DeliveryStatus::Pending, Some(now), None),
+            Finish::Abandoned { reason } => (None, DeliveryStatus::Dead, None, Some(reason)),
+        };
+        let duration_us = attempt
+            .as_ref()
+            .map(|a| i64::try_from(a.duration.as_micros()).unwrap_or(i64::MAX));
+        let rows = self
+            .rows(
+                &self.inner.sql.finish,
+                &[
+                    &delivery.to_string(),
+                    &lease.0,
+                    &now,
+                    &attempt.is_some(),
+                    &attempt.as_ref().map(|a| a.attempted_at),
+                    &attempt.as_ref().and_then(|a| a.status.map(i32::from)),
+                    &duration_us,
+                    &attempt.as_ref().map(|a| a.response.as_str()),
+                    &attempt.as_ref().and_then(|a| a.error_kind.as_deref()),
+                    &attempt.as_ref().and_then(|a| a.error.as_deref()),
+                    &status.as_str(),
+                    &due,
+                    &error,
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| self.queue_error(Failure::Corrupt("finish returned no row".into())))?;
+        let read = || -> Result<FinishReport, Failure> {
+            let held: bool = row.try_get(1)?;
+            Ok(FinishReport {
+                lease_lost: !held,
+                failing_since: row.try_get(2)?,
+                recovered: row.try_get(3)?,
+            })
+        };
+        read().map_err(|f| self.queue_error(f))
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, QueueError> {
+        let rows = self
+            .rows(&self.inner.sql.get_delivery, &[&id.to_string()])
+            .await?;
+        rows.first()
+            .map(record)
+            .transpose()
+            .map_err(|f| self.queue_error(f))
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<DeliveryPage, QueueError> {
+        let limit = page_limit(query.limit);
+        let rows = self
+            .rows(
+                &self.inner.sql.list_deliveries,
+                &[
+                    &query.webhook_id.to_string(),
+                    &query.before.map(|id| id.to_string()),
+                    &query.status.map(DeliveryStatus::as_str),
+                    &query.since,
+                    &(limit as i64 + 1),
+                ],
+            )
+            .await?;
+        let mut items: Vec<DeliveryRecord> = rows
+            .iter()
+            .map(record)
+            .collect::<Result<_, _>>()
+            .map_err(|f| self.queue_error(f))?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(DeliveryPage::new(items, next))
+    }
+
+    async fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptLog>, QueueError> {
+        let rows = self
+            .rows(&self.inner.sql.attempts, &[&id.to_string()])
+            .await?;
+        let read = |row: &Row| -> Result<AttemptLog, Failure> {
+            let status: Option<i32> = row.try_get(1)?;
+            let duration_us: i64 = row.try_get(2)?;
+            Ok(AttemptLog {
+                attempted_at: row.try_get(0)?,
+                status: status.and_then(|s| u16::try_from(s).ok()),
+                duration: std::time::Duration::from_micros(
+                    u64::try_from(duration_us).unwrap_or_default(),
+                ),
+                response: row.try_get(3)?,
+                error_kind: row.try_get(4)?,
+                error: row.try_get(5)?,
+            })
+        };
+        rows.iter()
+            .map(read)
+            .collect::<Result<_, _>>()
+            .map_err(|f| self.queue_error(f))
+    }
+
+    async fn redeliver(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<bool, QueueError> {
+        let rows = self
+            .rows(&self.inner.sql.redeliver, &[&id.to_string(), &now])
+            .await?;
+        let changed: i64 = rows
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(|e| self.queue_error(Failure::Db(e)))?
+            .unwrap_or_default();
+        Ok(changed > 0)
+    }
+
+    fn arrivals(&self) -> Option<Arc<Notify>> {
+        Some(self.arrivals_signal())
+    }
+}

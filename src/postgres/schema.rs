@@ -1,0 +1,389 @@
+//! The PostgreSQL schema, its migrations, and every statement the store runs, with the
+//! configured schema name written in.
+
+use super::PostgresError;
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Migration `n` (1-based) takes the schema from version `n - 1` to `n`. `{s}` is the
+/// schema, `{channel}` the `NOTIFY` channel.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE {s}.webhooks (
+    id      text PRIMARY KEY,
+    org     text NOT NULL,
+    project text,                  -- NULL: every project of the organization
+    active  boolean NOT NULL,
+    record  jsonb NOT NULL         -- the Webhook, secrets included: restrict access
+);
+CREATE INDEX webhooks_by_org ON {s}.webhooks (org, id);
+
+CREATE TABLE {s}.signing_keys (
+    org    text PRIMARY KEY,
+    record jsonb NOT NULL
+);
+
+CREATE TABLE {s}.events (
+    id              text PRIMARY KEY,
+    org             text NOT NULL,
+    project         text NOT NULL,
+    event_type      text NOT NULL,
+    payload         bytea NOT NULL,
+    idempotency_key text,
+    created_at      timestamptz NOT NULL
+);
+CREATE UNIQUE INDEX events_by_key ON {s}.events (org, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE {s}.deliveries (
+    id         text PRIMARY KEY,
+    event_id   text NOT NULL REFERENCES {s}.events (id),
+    webhook_id text NOT NULL,
+    url        text NOT NULL,
+    status     text NOT NULL CHECK (status IN ('pending', 'succeeded', 'dead')),
+    attempts   integer NOT NULL DEFAULT 0,
+    due_at     timestamptz,        -- next attempt, or the end of the lease while claimed
+    lease      bigint,
+    last_error text,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX deliveries_due ON {s}.deliveries (due_at) WHERE status = 'pending';
+CREATE INDEX deliveries_by_webhook ON {s}.deliveries (webhook_id, id);
+CREATE INDEX deliveries_by_event ON {s}.deliveries (event_id);
+
+CREATE TABLE {s}.attempts (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id  text NOT NULL REFERENCES {s}.deliveries (id),
+    attempted_at timestamptz NOT NULL,
+    status       integer,
+    duration_us  bigint NOT NULL,
+    response     text NOT NULL,
+    error_kind   text,
+    error        text
+);
+CREATE INDEX attempts_by_delivery ON {s}.attempts (delivery_id, id);
+
+CREATE TABLE {s}.endpoint_health (
+    webhook_id    text PRIMARY KEY,
+    failing_since timestamptz NOT NULL
+);
+
+-- New deliveries wake idle workers in every process, when their transaction commits.
+CREATE FUNCTION {s}.wake() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{channel}', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER deliveries_wake AFTER INSERT ON {s}.deliveries
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.wake();
+
+-- Settles a claim in one round trip: records the attempt and the endpoint's health, and
+-- moves the delivery on if the lease still holds.
+CREATE FUNCTION {s}.finish(
+    p_id text, p_lease bigint, p_now timestamptz, p_attempted boolean,
+    p_attempted_at timestamptz, p_status integer, p_duration_us bigint, p_response text,
+    p_error_kind text, p_error text,
+    p_next_status text, p_due timestamptz, p_next_error text,
+    OUT o_found boolean, OUT o_held boolean, OUT o_failing_since timestamptz,
+    OUT o_recovered boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_webhook text;
+    v_status text;
+    v_lease bigint;
+BEGIN
+    o_recovered := false;
+    SELECT d.webhook_id, d.status, d.lease INTO v_webhook, v_status, v_lease
+        FROM {s}.deliveries d WHERE d.id = p_id FOR UPDATE;
+    o_found := FOUND;
+    IF NOT o_found THEN
+        o_held := false;
+        RETURN;
+    END IF;
+    o_held := v_lease IS NOT DISTINCT FROM p_lease AND v_status = 'pending';
+    IF p_attempted THEN
+        INSERT INTO {s}.attempts
+            (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
+            VALUES (p_id, p_attempted_at, p_status, p_duration_us, p_response, p_error_kind,
+                    p_error);
+        UPDATE {s}.deliveries SET attempts = attempts + 1, last_error = p_error,
+            updated_at = p_now WHERE id = p_id;
+        IF p_error_kind IS NULL THEN
+            DELETE FROM {s}.endpoint_health h WHERE h.webhook_id = v_webhook;
+            o_recovered := FOUND;
+        ELSE
+            INSERT INTO {s}.endpoint_health AS h (webhook_id, failing_since)
+                VALUES (v_webhook, p_now) ON CONFLICT (webhook_id) DO NOTHING;
+            SELECT h.failing_since INTO o_failing_since
+                FROM {s}.endpoint_health h WHERE h.webhook_id = v_webhook;
+        END IF;
+    END IF;
+    IF o_held THEN
+        UPDATE {s}.deliveries SET status = p_next_status, due_at = p_due, lease = NULL,
+            last_error = CASE WHEN p_next_error IS NOT NULL OR p_next_status = 'succeeded'
+                              THEN p_next_error ELSE last_error END,
+            updated_at = p_now
+        WHERE id = p_id;
+    END IF;
+END $$;
+"#];
+
+/// Refuses schema names that would need quoting (or could inject SQL).
+pub(super) fn check_name(schema: &str) -> Result<(), PostgresError> {
+    let mut chars = schema.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if starts_well && rest_ok && schema.len() <= 48 && !schema.starts_with("pg_") {
+        return Ok(());
+    }
+    Err(PostgresError::Config {
+        message: format!(
+            "the schema name `{schema}` is not usable: use 1 to 48 lower-case letters, digits \
+             and `_`, starting with a letter or `_` (and not `pg_`)"
+        ),
+    })
+}
+
+/// The `NOTIFY` channel of a schema.
+pub(super) fn channel(schema: &str) -> String {
+    format!("{schema}_deliveries")
+}
+
+fn render(sql: &str, schema: &str) -> String {
+    sql.replace("{s}", schema)
+        .replace("{channel}", &channel(schema))
+}
+
+/// The schema's version, `None` when it has no migrations table.
+pub(super) async fn version(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+) -> Result<Option<i32>, PostgresError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{schema}.migrations")],
+        )
+        .await
+        .map_err(PostgresError::Database)?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let sql = format!("SELECT coalesce(max(version), 0) FROM {schema}.migrations");
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(PostgresError::Database)?;
+    Ok(Some(row.get(0)))
+}
+
+/// Creates the schema and applies what it lacks, in one transaction under an advisory lock:
+/// a second process waits, then finds nothing to do. Returns the version found.
+pub(super) async fn migrate(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+) -> Result<i32, PostgresError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(PostgresError::Database)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("dataops-webhooks migrate {schema}")],
+    )
+    .await
+    .map_err(PostgresError::Database)?;
+    tx.batch_execute(&render(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+         CREATE TABLE IF NOT EXISTS {s}.migrations (
+             version    integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );",
+        schema,
+    ))
+    .await
+    .map_err(PostgresError::Database)?;
+    let found = version(&tx, schema).await?.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(PostgresError::SchemaTooNew {
+            schema: schema.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = index as i32 + 1;
+        let failed = |source| PostgresError::Migration {
+            schema: schema.to_owned(),
+            version,
+            source,
+        };
+        tx.batch_execute(&render(sql, schema))
+            .await
+            .map_err(failed)?;
+        tx.execute(
+            &render("INSERT INTO {s}.migrations (version) VALUES ($1)", schema),
+            &[&version],
+        )
+        .await
+        .map_err(failed)?;
+    }
+    tx.commit().await.map_err(PostgresError::Database)?;
+    Ok(found)
+}
+
+/// Every statement, rendered once for the store's schema.
+#[derive(Debug)]
+pub(super) struct Statements {
+    pub(super) enqueue: String,
+    pub(super) duplicate_event: String,
+    pub(super) existing_delivery: String,
+    pub(super) deliveries_of_event: String,
+    pub(super) claim: String,
+    pub(super) finish: String,
+    pub(super) get_delivery: String,
+    pub(super) list_deliveries: String,
+    pub(super) attempts: String,
+    pub(super) redeliver: String,
+    pub(super) insert_webhook: String,
+    pub(super) get_webhook: String,
+    pub(super) update_webhook: String,
+    pub(super) delete_webhook: String,
+    pub(super) list_webhooks: String,
+    pub(super) signing_keys: String,
+    pub(super) put_signing_keys: String,
+    pub(super) subscribers: String,
+}
+
+/// The columns of a `DeliveryRecord`, in the order `queue::record` reads them.
+const RECORD: &str = "d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url, d.status, \
+     d.attempts, d.due_at, d.last_error, d.created_at, d.updated_at";
+
+impl Statements {
+    pub(super) fn new(schema: &str) -> Self {
+        let r = |sql: &str| render(&sql.replace("{RECORD}", RECORD), schema);
+        Self {
+            enqueue: r("WITH ev AS (
+                    INSERT INTO {s}.events
+                        (id, org, project, event_type, payload, idempotency_key, created_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    ON CONFLICT (org, idempotency_key) WHERE idempotency_key IS NOT NULL
+                    DO NOTHING
+                    RETURNING id),
+                ins AS (
+                    INSERT INTO {s}.deliveries
+                        (id, event_id, webhook_id, url, status, due_at, created_at, updated_at)
+                    SELECT d.id, ev.id, d.webhook_id, d.url, 'pending', $7, $7, $7
+                    FROM ev, unnest($8::text[], $9::text[], $10::text[]) AS d(id, webhook_id, url)
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM ev) AS recorded"),
+            duplicate_event: r("SELECT id FROM {s}.events WHERE org = $1 AND idempotency_key = $2"),
+            existing_delivery: r("SELECT id FROM {s}.deliveries WHERE id = ANY($1) LIMIT 1"),
+            deliveries_of_event: r("SELECT {RECORD}
+                FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
+                WHERE d.event_id = $1 ORDER BY d.id"),
+            claim: r("WITH due AS (
+                    SELECT id, due_at AS was_due FROM {s}.deliveries
+                    WHERE status = 'pending' AND due_at <= $1 AND webhook_id <> ALL($2)
+                    ORDER BY due_at LIMIT $3
+                    FOR UPDATE SKIP LOCKED),
+                d AS (
+                    UPDATE {s}.deliveries u SET due_at = $4, lease = $5
+                    FROM due WHERE u.id = due.id
+                    RETURNING u.*)
+                SELECT {RECORD}, e.project, e.payload
+                FROM d JOIN due ON due.id = d.id JOIN {s}.events e ON e.id = d.event_id
+                ORDER BY due.was_due, d.id"),
+            finish: r("SELECT o_found, o_held, o_failing_since, o_recovered
+                 FROM {s}.finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+            get_delivery: r("SELECT {RECORD}
+                FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
+                WHERE d.id = $1"),
+            list_deliveries: r("SELECT {RECORD}
+                FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
+                WHERE d.webhook_id = $1 AND ($2::text IS NULL OR d.id < $2)
+                  AND ($3::text IS NULL OR d.status = $3)
+                  AND ($4::timestamptz IS NULL OR d.created_at >= $4)
+                ORDER BY d.id DESC LIMIT $5"),
+            attempts: r(
+                "SELECT attempted_at, status, duration_us, response, error_kind, error
+                FROM {s}.attempts WHERE delivery_id = $1 ORDER BY id",
+            ),
+            redeliver: r("WITH u AS (
+                    UPDATE {s}.deliveries SET status = 'pending', due_at = $2, lease = NULL,
+                        updated_at = $2
+                    WHERE id = $1 RETURNING 1)
+                SELECT count(*), pg_notify('{channel}', '') FROM u"),
+            insert_webhook: r("WITH w AS (
+                    INSERT INTO {s}.webhooks (id, org, project, active, record)
+                    VALUES ($1, $2, $3, $4, $5::text::jsonb) ON CONFLICT (id) DO NOTHING
+                    RETURNING 1)
+                SELECT count(*) FROM w"),
+            get_webhook: r("SELECT record::text FROM {s}.webhooks WHERE id = $1"),
+            update_webhook: r("WITH w AS (
+                    UPDATE {s}.webhooks
+                    SET org = $2, project = $3, active = $4, record = $5::text::jsonb
+                    WHERE id = $1 RETURNING 1)
+                SELECT count(*) FROM w"),
+            delete_webhook: r(
+                "WITH w AS (DELETE FROM {s}.webhooks WHERE id = $1 RETURNING 1)
+                SELECT count(*) FROM w",
+            ),
+            list_webhooks: r("SELECT record::text FROM {s}.webhooks
+                WHERE org = $1 AND ($2::text IS NULL OR id > $2)
+                  AND ($3 = 0 OR ($3 = 1 AND project = $4) OR ($3 = 2 AND project IS NULL))
+                ORDER BY id LIMIT $5"),
+            signing_keys: r("SELECT record::text FROM {s}.signing_keys WHERE org = $1"),
+            put_signing_keys: r("INSERT INTO {s}.signing_keys (org, record)
+                VALUES ($1, $2::text::jsonb)
+                ON CONFLICT (org) DO UPDATE SET record = excluded.record"),
+            subscribers: r("SELECT record::text FROM {s}.webhooks
+                WHERE org = $1 AND active AND (project = $2 OR project IS NULL)
+                ORDER BY id"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_has_a_migration() {
+        assert_eq!(MIGRATIONS.len() as i32, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn schema_names_that_need_quoting_are_refused() {
+        for good in ["dataops_webhooks", "_w", "tenant_42"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(49);
+        for bad in [
+            "",
+            "Webhooks",
+            "9lives",
+            "a-b",
+            "a;drop table x",
+            "pg_temp",
+            "x\"y",
+            long.as_str(),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn statements_name_the_schema_everywhere() {
+        let sql = Statements::new("tenant_7");
+        for statement in [&sql.claim, &sql.enqueue, &sql.finish, &sql.redeliver] {
+            assert!(!statement.contains("{s}"), "{statement}");
+            assert!(statement.contains("tenant_7."), "{statement}");
+        }
+        assert!(sql.redeliver.contains("'tenant_7_deliveries'"));
+    }
+}

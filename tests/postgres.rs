@@ -1,0 +1,377 @@
+//! The PostgreSQL backend on a real server: both conformance suites, migrations (including
+//! two processes' worth at once), clear errors, transactional emit, and wake-ups across
+//! stores. Needs `DATAOPS_WEBHOOKS_TEST_POSTGRES` (CI sets it); skips with a message without.
+
+#[path = "common/flaky.rs"]
+mod flaky;
+#[path = "common/pg.rs"]
+mod pg;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dataops_webhooks::event::{Dataset, Event};
+use dataops_webhooks::postgres::{PostgresError, PostgresOptions, PostgresStore, SCHEMA_VERSION};
+use dataops_webhooks::queue::{
+    conformance as queue_conformance, DeliveryQuery, DeliveryQueue, DeliveryStatus,
+};
+use dataops_webhooks::store::conformance as store_conformance;
+use dataops_webhooks::transport::guard::AddressPolicy;
+use dataops_webhooks::webhook::{NewWebhook, Scope, WebhookId};
+use dataops_webhooks::{ConfigStore, Dispatcher, Emit, WebhookDispatcher, WorkerOptions};
+use flaky::Flaky;
+use pg::TestSchema;
+
+fn dispatcher(store: &PostgresStore) -> WebhookDispatcher {
+    let store = Arc::new(store.clone());
+    WebhookDispatcher::builder()
+        .store(store.clone())
+        .queue(store)
+        .address_policy(AddressPolicy::allow_private())
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .expect("dispatcher")
+}
+
+async fn webhook(d: &WebhookDispatcher, url: String) -> WebhookId {
+    d.webhooks()
+        .create(NewWebhook::new(Scope::Project("p".into()), url))
+        .await
+        .expect("create")
+        .id
+}
+
+/// Waits up to 10 s for the delivery list of `hook` to satisfy `done`.
+async fn wait_for(
+    d: &WebhookDispatcher,
+    hook: WebhookId,
+    done: impl Fn(&[DeliveryStatus]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = d
+            .deliveries()
+            .list(&DeliveryQuery::new(hook))
+            .await
+            .expect("list");
+        let statuses: Vec<DeliveryStatus> = page.items.iter().map(|r| r.status).collect();
+        if done(&statuses) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_passes_both_conformance_suites() {
+    let Some(schema) = TestSchema::new("conf") else {
+        return;
+    };
+    let store = schema.store().await;
+    // Each check gets an empty store: the same schema, emptied.
+    let fresh = || {
+        let store = store.clone();
+        let schema = &schema;
+        async move {
+            schema
+                .execute(&format!(
+                    "TRUNCATE {s}.attempts, {s}.deliveries, {s}.events, {s}.webhooks, \
+                     {s}.signing_keys, {s}.endpoint_health",
+                    s = schema.name
+                ))
+                .await;
+            store
+        }
+    };
+    store_conformance::check_config_store(&fresh).await;
+    queue_conformance::check_delivery_queue(&fresh).await;
+}
+
+#[tokio::test]
+async fn concurrent_migrations_are_safe_and_versions_are_checked() {
+    let Some(schema) = TestSchema::new("mig") else {
+        return;
+    };
+    let connect = || async {
+        PostgresStore::connect(schema.options())
+            .await
+            .expect("connect")
+    };
+    let store = connect().await;
+    let missing = store
+        .check_schema()
+        .await
+        .expect_err("nothing migrated yet");
+    assert!(
+        matches!(missing, PostgresError::SchemaMissing { .. }),
+        "{missing}"
+    );
+    assert!(
+        missing.to_string().contains("PostgresStore::migrate"),
+        "{missing}"
+    );
+    // A queue call on the missing schema says what to do, too.
+    let err = store
+        .get_delivery(&dataops_webhooks::webhook::DeliveryId::new())
+        .await
+        .expect_err("no tables");
+    assert!(
+        err.to_string().contains("run PostgresStore::migrate"),
+        "{err}"
+    );
+
+    // Four processes' worth of stores migrate at once: one does the work, all succeed.
+    let stores = [
+        connect().await,
+        connect().await,
+        connect().await,
+        connect().await,
+    ];
+    let found = futures_join_all(stores.iter().map(PostgresStore::migrate)).await;
+    for result in &found {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let fresh = found.iter().filter(|r| matches!(r, Ok(0))).count();
+    assert_eq!(
+        fresh, 1,
+        "exactly one migration found an empty schema: {found:?}"
+    );
+    store.check_schema().await.expect("migrated");
+    assert_eq!(store.migrate().await.expect("again"), SCHEMA_VERSION);
+
+    // A newer crate migrated the schema: refused with a clear message.
+    schema
+        .execute(&format!(
+            "INSERT INTO {}.migrations (version) VALUES ({})",
+            schema.name,
+            SCHEMA_VERSION + 1
+        ))
+        .await;
+    let err = store.migrate().await.expect_err("too new");
+    assert!(matches!(err, PostgresError::SchemaTooNew { .. }), "{err}");
+    assert!(err.to_string().contains("upgrade the crate"), "{err}");
+    let err = store.check_schema().await.expect_err("too new");
+    assert!(matches!(err, PostgresError::SchemaTooNew { .. }), "{err}");
+}
+
+/// Runs futures concurrently on this task and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in set.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[tokio::test]
+async fn unusable_settings_get_clear_errors() {
+    // Nothing listens on port 1 of the loopback address.
+    let options = PostgresOptions::new("postgres://app:hunter2@127.0.0.1:1/test")
+        .expect("a valid URL")
+        .connect_timeout(Duration::from_secs(2));
+    let err = PostgresStore::connect(options)
+        .await
+        .expect_err("nobody listens");
+    assert!(matches!(err, PostgresError::Unreachable { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("127.0.0.1 port 1 database test"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+
+    let err = PostgresOptions::new("postgres://a@b:notaport/x").expect_err("bad port");
+    assert!(matches!(err, PostgresError::Config { .. }), "{err}");
+
+    let options = PostgresOptions::new("postgres://127.0.0.1/test")
+        .expect("URL")
+        .schema("Robert'); DROP TABLE students;--");
+    let err = PostgresStore::connect(options)
+        .await
+        .expect_err("bad schema");
+    assert!(err.to_string().contains("schema name"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_emits_only_when_it_commits() {
+    let Some(schema) = TestSchema::new("tx") else {
+        return;
+    };
+    let store = schema.store().await;
+    let d = dispatcher(&store);
+    let server = Flaky::start().await;
+    let hook = webhook(&d, server.url("/ok")).await;
+    schema
+        .execute(&format!(
+            "CREATE TABLE {}.datasets (id text PRIMARY KEY, state text NOT NULL)",
+            schema.name
+        ))
+        .await;
+    let insert = format!(
+        "INSERT INTO {}.datasets VALUES ($1, 'complete')",
+        schema.name
+    );
+    let worker = d.start_worker(WorkerOptions::default().poll_interval(Duration::from_secs(30)));
+    let event = |id: &str| {
+        Event::dataset_complete(
+            "p",
+            Dataset {
+                id: id.into(),
+                ..Default::default()
+            },
+        )
+    };
+
+    // Rolled back: neither the host's row nor the event exists, nothing is sent.
+    let mut client = store.pool().get().await.expect("connection");
+    let tx = client.transaction().await.expect("begin");
+    tx.execute(insert.as_str(), &[&"rolled-back"])
+        .await
+        .expect("insert");
+    let emitted = store
+        .emit_in(&tx, &d, Emit::new(event("rolled-back")))
+        .await
+        .expect("emit in the transaction");
+    assert_eq!(emitted.deliveries.len(), 1);
+    let rolled_back = emitted.deliveries[0];
+    tx.rollback().await.expect("rollback");
+    assert!(store
+        .get_delivery(&rolled_back)
+        .await
+        .expect("get")
+        .is_none());
+
+    // Committed: both exist, and the worker (woken by the commit's NOTIFY, not its 30 s
+    // poll) delivers it.
+    let tx = client.transaction().await.expect("begin");
+    tx.execute(insert.as_str(), &[&"committed"])
+        .await
+        .expect("insert");
+    let emitted = store
+        .emit_in(
+            &tx,
+            &d,
+            Emit::new(event("committed")).idempotency_key("ds-committed"),
+        )
+        .await
+        .expect("emit in the transaction");
+    let committed = emitted.deliveries[0];
+    // Not visible outside the transaction before it commits.
+    assert!(store.get_delivery(&committed).await.expect("get").is_none());
+    tx.commit().await.expect("commit");
+    wait_for(&d, hook, |s| s == [DeliveryStatus::Succeeded]).await;
+    let seen: Vec<String> = server
+        .requests("/ok")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        seen,
+        vec![committed.to_string()],
+        "only the committed event"
+    );
+
+    // The same key again, in another transaction: nothing new.
+    let tx = client.transaction().await.expect("begin");
+    let again = store
+        .emit_in(
+            &tx,
+            &d,
+            Emit::new(event("committed")).idempotency_key("ds-committed"),
+        )
+        .await
+        .expect("emit again");
+    tx.commit().await.expect("commit");
+    assert!(again.repeated);
+    assert_eq!(again.deliveries, vec![committed]);
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_from_another_process_wakes_idle_workers() {
+    let Some(schema) = TestSchema::new("wake") else {
+        return;
+    };
+    // Two stores with their own pools stand in for two processes.
+    let (worker_side, emitter_side) = (schema.store().await, schema.store().await);
+    let server = Flaky::start().await;
+    let (workers, emitter) = (dispatcher(&worker_side), dispatcher(&emitter_side));
+    let hook = webhook(&emitter, server.url("/ok")).await;
+    // Polling alone would take a minute.
+    let worker =
+        workers.start_worker(WorkerOptions::default().poll_interval(Duration::from_secs(60)));
+    // Let the listener connect before emitting (it also wakes the workers when it does).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        emitter
+            .emit(Event::dataset_complete("p", Dataset::default()))
+            .await
+            .expect("emit");
+    }
+    wait_for(&emitter, hook, |s| {
+        s.len() == 3 && s.iter().all(|s| *s == DeliveryStatus::Succeeded)
+    })
+    .await;
+    // A redelivery from the other side wakes them as well.
+    let first = emitter
+        .deliveries()
+        .list(&DeliveryQuery::new(hook))
+        .await
+        .expect("list")
+        .items[0]
+        .id;
+    emitter
+        .deliveries()
+        .redeliver(&first)
+        .await
+        .expect("redeliver");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.requests("/ok").len() < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "redelivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn webhooks_and_secrets_persist_across_stores() {
+    let Some(schema) = TestSchema::new("persist") else {
+        return;
+    };
+    let d = dispatcher(&schema.store().await);
+    let hook = webhook(&d, "http://127.0.0.1:9/hook".into()).await;
+    d.webhooks()
+        .create_org_secret(&Default::default())
+        .await
+        .expect("secret");
+    // A second store (another process) sees both.
+    let other = schema.store().await;
+    let found = other.get_webhook(&hook).await.expect("get").expect("there");
+    assert_eq!(found.url.as_str(), "http://127.0.0.1:9/hook");
+    assert!(other
+        .signing_keys(&Default::default())
+        .await
+        .expect("keys")
+        .is_some());
+}
