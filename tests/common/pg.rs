@@ -66,13 +66,22 @@ impl TestSchema {
 
     /// Runs `sql` on a connection of its own.
     pub(crate) async fn execute(&self, sql: &str) {
+        let client = self.connect().await;
+        client.batch_execute(sql).await.expect(sql);
+    }
+
+    /// The single number `sql` selects.
+    pub(crate) async fn number(&self, sql: &str) -> i64 {
+        let client = self.connect().await;
+        client.query_one(sql, &[]).await.expect(sql).get(0)
+    }
+
+    async fn connect(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
             .await
             .expect("connect");
-        let driver = tokio::spawn(connection);
-        client.batch_execute(sql).await.expect(sql);
-        drop(client);
-        let _ = driver.await;
+        tokio::spawn(connection);
+        client
     }
 }
 
