@@ -1,9 +1,14 @@
 //! What the benchmarks share: the runtime, the loopback receiver and the event they send.
+#![allow(dead_code)] // each benchmark uses its own subset
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::Router;
 use dataops_webhooks::event::{Dataset, Event};
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
 
 /// The project every benchmark webhook is configured on.
 pub(crate) const PROJECT: &str = "traffic-signs";
@@ -36,15 +41,54 @@ pub(crate) fn runtime() -> Runtime {
         .unwrap_or_else(|e| panic!("runtime: {e}"))
 }
 
-/// A receiver on loopback that answers 204 to everything.
-pub(crate) async fn start_receiver() -> std::net::SocketAddr {
+/// How many requests a loopback receiver answered; wakes whoever waits for a count.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    count: AtomicUsize,
+    changed: Notify,
+}
+
+impl Received {
+    /// Requests so far.
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `target` requests have been answered.
+    pub(crate) async fn until(&self, target: usize) {
+        loop {
+            let changed = self.changed.notified();
+            if self.count() >= target {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// A receiver on loopback that answers 204 to everything, counting.
+pub(crate) async fn start_counting_receiver() -> (std::net::SocketAddr, Arc<Received>) {
+    let received = Arc::new(Received::default());
+    let counter = received.clone();
+    let app = Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.count.fetch_add(1, Ordering::SeqCst);
+            counter.changed.notify_waiters();
+            StatusCode::NO_CONTENT
+        }
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| panic!("addr: {e}"));
-    let app = Router::new().fallback(|| async { StatusCode::NO_CONTENT });
     tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    (addr, received)
+}
+
+/// A receiver on loopback that answers 204 to everything.
+pub(crate) async fn start_receiver() -> std::net::SocketAddr {
+    start_counting_receiver().await.0
 }

@@ -107,8 +107,6 @@ BEGIN
             (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
             VALUES (p_id, p_attempted_at, p_status, p_duration_us, p_response, p_error_kind,
                     p_error);
-        UPDATE {s}.deliveries SET attempts = attempts + 1, last_error = p_error,
-            updated_at = p_now WHERE id = p_id;
         IF p_error_kind IS NULL THEN
             DELETE FROM {s}.endpoint_health h WHERE h.webhook_id = v_webhook;
             o_recovered := FOUND;
@@ -121,8 +119,16 @@ BEGIN
     END IF;
     IF o_held THEN
         UPDATE {s}.deliveries SET status = p_next_status, due_at = p_due, lease = NULL,
+            attempts = attempts + p_attempted::integer,
             last_error = CASE WHEN p_next_error IS NOT NULL OR p_next_status = 'succeeded'
-                              THEN p_next_error ELSE last_error END,
+                              THEN p_next_error
+                              WHEN p_attempted THEN p_error
+                              ELSE last_error END,
+            updated_at = p_now
+        WHERE id = p_id;
+    ELSIF p_attempted THEN
+        -- Someone else holds it now: count the attempt, leave the state to them.
+        UPDATE {s}.deliveries SET attempts = attempts + 1, last_error = p_error,
             updated_at = p_now
         WHERE id = p_id;
     END IF;
