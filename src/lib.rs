@@ -16,6 +16,8 @@
 //! - [`queue`] ([`DeliveryQueue`]): the outbox, attempt logs and replay ([`Deliveries`]);
 //!   [`worker`]: the background worker; [`retry`]: the retry policy.
 //! - `sqlite` (feature `sqlite`): configuration and queue in one SQLite file.
+//! - `postgres` (feature `postgres`): configuration and queue in a PostgreSQL schema that many
+//!   processes share; transactional emit.
 //! - [`receiver`]: verify and parse on the receiving side.
 //!
 //! ## Emitting
@@ -150,6 +152,12 @@ pub use worker::{HostEvent, WorkerHandle, WorkerOptions};
 pub const USER_AGENT: &str = concat!("dataops-webhooks/", env!("CARGO_PKG_VERSION"));
 
 /// The README's Rust snippets, compiled and run as documentation tests.
-#[cfg(all(doctest, feature = "dispatch", feature = "receiver"))]
+#[cfg(all(
+    doctest,
+    feature = "dispatch",
+    feature = "receiver",
+    feature = "sqlite",
+    feature = "postgres"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
