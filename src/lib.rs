@@ -19,6 +19,8 @@
 //! - `postgres` (feature `postgres`): configuration and queue in a PostgreSQL schema that many
 //!   processes share; transactional emit.
 //! - [`receiver`]: verify and parse on the receiving side.
+//! - [`labeling`]: hand-off of exported issues to labeling services — helpers on the exported
+//!   issue, and a receiver that routes `issue-exported` to a handler (axum: feature `axum`).
 //!
 //! ## Emitting
 //!
@@ -104,6 +106,7 @@
 
 pub mod error;
 pub mod event;
+pub mod labeling;
 pub mod secret;
 pub mod signing;
 
