@@ -84,6 +84,27 @@ impl ConfigStore for PostgresStore {
         Ok(self.webhooks(&rows)?.into_iter().next())
     }
 
+    async fn webhook_with_keys(
+        &self,
+        id: &WebhookId,
+    ) -> Result<Option<(Webhook, Option<SigningKeys>)>, StoreError> {
+        let rows = self
+            .config_rows(&self.inner.sql.webhook_with_keys, &[&id.to_string()])
+            .await?;
+        let read = |row: &Row| -> Result<(Webhook, Option<SigningKeys>), Failure> {
+            let webhook: Webhook = serde_json::from_str(row.try_get::<_, &str>(0)?)?;
+            let keys = match (&webhook.secret, row.try_get::<_, Option<&str>>(1)?) {
+                (None, Some(record)) => Some(serde_json::from_str(record)?),
+                _ => None,
+            };
+            Ok((webhook, keys))
+        };
+        rows.first()
+            .map(read)
+            .transpose()
+            .map_err(|f| self.store_error(f))
+    }
+
     async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
         match self
             .write_webhook(&self.inner.sql.update_webhook, webhook)

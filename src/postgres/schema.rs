@@ -257,6 +257,7 @@ pub(super) struct Statements {
     pub(super) redeliver: String,
     pub(super) insert_webhook: String,
     pub(super) get_webhook: String,
+    pub(super) webhook_with_keys: String,
     pub(super) update_webhook: String,
     pub(super) delete_webhook: String,
     pub(super) list_webhooks: String,
@@ -330,6 +331,9 @@ impl Statements {
                     RETURNING 1)
                 SELECT count(*) FROM w"),
             get_webhook: r("SELECT record::text FROM {s}.webhooks WHERE id = $1"),
+            webhook_with_keys: r("SELECT w.record::text, k.record::text
+                FROM {s}.webhooks w LEFT JOIN {s}.signing_keys k ON k.org = w.org
+                WHERE w.id = $1"),
             update_webhook: r("WITH w AS (
                     UPDATE {s}.webhooks
                     SET org = $2, project = $3, active = $4, record = $5::text::jsonb

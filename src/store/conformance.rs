@@ -43,6 +43,7 @@ where
     pages_in_id_order_without_gaps(&make().await).await;
     filters_by_organization_and_scope(&make().await).await;
     keeps_signing_keys_per_organization(&make().await).await;
+    finds_a_webhook_with_its_keys(&make().await).await;
     finds_subscribers(&make().await).await;
 }
 
@@ -336,6 +337,58 @@ async fn keeps_signing_keys_per_organization(store: &impl ConfigStore) {
     assert!(
         other.is_none(),
         "keeps_signing_keys_per_organization: keys leaked to another organization"
+    );
+}
+
+async fn finds_a_webhook_with_its_keys(store: &impl ConfigStore) {
+    let name = "finds_a_webhook_with_its_keys";
+    let keys = SigningKeys::new(
+        Secret::generate().unwrap_or_else(|e| panic!("{e}")),
+        Utc::now(),
+    );
+    store
+        .put_signing_keys(&org("acme"), &keys)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: put keys: {e}"));
+    let org_signed = webhook("acme", project("p"));
+    let mut own_secret = webhook("acme", project("p"));
+    own_secret.secret = Some(Secret::generate().unwrap_or_else(|e| panic!("{e}")));
+    let keyless = webhook("globex", project("p"));
+    for w in [&org_signed, &own_secret, &keyless] {
+        store
+            .insert_webhook(w)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: insert: {e}"));
+    }
+    let found = |id| async move {
+        store
+            .webhook_with_keys(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let (w, k) = found(org_signed.id)
+        .await
+        .unwrap_or_else(|| panic!("{name}: not found"));
+    assert_eq!(w, org_signed, "{name}: the webhook");
+    assert_eq!(
+        k.map(|k| k.current),
+        Some(keys.current.clone()),
+        "{name}: the organization's keys"
+    );
+    let (_, k) = found(own_secret.id)
+        .await
+        .unwrap_or_else(|| panic!("{name}: not found"));
+    assert!(
+        k.is_none(),
+        "{name}: a webhook with its own secret needs no keys"
+    );
+    let (_, k) = found(keyless.id)
+        .await
+        .unwrap_or_else(|| panic!("{name}: not found"));
+    assert!(k.is_none(), "{name}: an organization without keys has none");
+    assert!(
+        found(WebhookId::new()).await.is_none(),
+        "{name}: an unknown id is found"
     );
 }
 

@@ -54,6 +54,23 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
     /// Stores the organization's signing secrets, replacing any before.
     async fn put_signing_keys(&self, org: &OrgId, keys: &SigningKeys) -> Result<(), StoreError>;
 
+    /// A webhook and, when it signs with its organization's secret (it has none of its own),
+    /// the organization's keys: what one attempt needs. The provided implementation makes
+    /// the two lookups; a database store can answer with one query.
+    async fn webhook_with_keys(
+        &self,
+        id: &WebhookId,
+    ) -> Result<Option<(Webhook, Option<SigningKeys>)>, StoreError> {
+        let Some(webhook) = self.get_webhook(id).await? else {
+            return Ok(None);
+        };
+        let keys = match webhook.secret {
+            Some(_) => None,
+            None => self.signing_keys(&webhook.org).await?,
+        };
+        Ok(Some((webhook, keys)))
+    }
+
     /// Every active webhook that receives `event_type` from `project`: the project's own and
     /// the organization-wide ones. The provided implementation pages through
     /// [`list_webhooks`](Self::list_webhooks); a database store can answer it with one query.

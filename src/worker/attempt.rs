@@ -14,14 +14,19 @@ impl Worker {
     /// the claim (or lets its lease expire) and is reported as a [`HostEvent`].
     pub(super) async fn attempt(&self, claim: Claim) {
         let delivery = &claim.delivery;
-        let webhook = match self.inner.store.get_webhook(&delivery.webhook_id).await {
-            Ok(webhook) => webhook,
+        let found = match self
+            .inner
+            .store
+            .webhook_with_keys(&delivery.webhook_id)
+            .await
+        {
+            Ok(found) => found,
             Err(error) => return self.backend_failed(&claim, error.to_string()).await,
         };
-        let webhook = match webhook {
-            Some(w) if w.status.is_active() => w,
+        let (webhook, keys) = match found {
+            Some((w, keys)) if w.status.is_active() => (w, keys),
             other => {
-                let reason = match other.map(|w| w.status) {
+                let reason = match other.map(|(w, _)| w.status) {
                     None => "the webhook was deleted before the delivery was due".to_owned(),
                     Some(status) => format!(
                         "the webhook was {} when the delivery was due; redeliver it after reactivating",
@@ -30,10 +35,6 @@ impl Worker {
                 };
                 return self.abandon(&claim, reason).await;
             }
-        };
-        let keys = match self.inner.keys_for(&webhook).await {
-            Ok(keys) => keys,
-            Err(error) => return self.backend_failed(&claim, error.to_string()).await,
         };
         let (attempted_at, response) = self
             .inner
