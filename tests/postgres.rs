@@ -128,7 +128,13 @@ async fn concurrent_migrations_are_safe_and_versions_are_checked() {
         connect().await,
         connect().await,
     ];
-    let found = futures_join_all(stores.iter().map(PostgresStore::migrate)).await;
+    let (a, b, c, d) = tokio::join!(
+        stores[0].migrate(),
+        stores[1].migrate(),
+        stores[2].migrate(),
+        stores[3].migrate()
+    );
+    let found = [a, b, c, d];
     for result in &found {
         assert!(result.is_ok(), "{result:?}");
     }
@@ -153,35 +159,6 @@ async fn concurrent_migrations_are_safe_and_versions_are_checked() {
     assert!(err.to_string().contains("upgrade the crate"), "{err}");
     let err = store.check_schema().await.expect_err("too new");
     assert!(matches!(err, PostgresError::SchemaTooNew { .. }), "{err}");
-}
-
-/// Runs futures concurrently on this task and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, out) in set.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *out = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 #[tokio::test]
