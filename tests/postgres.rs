@@ -1,6 +1,6 @@
 //! The PostgreSQL backend on a real server: both conformance suites, migrations (including
-//! two processes' worth at once), clear errors, transactional emit, and wake-ups across
-//! stores. Needs `DATAOPS_WEBHOOKS_TEST_POSTGRES` (CI sets it); skips with a message without.
+//! two processes' worth at once), clear errors, transactional emit, wake-ups across stores,
+//! and grouped settles. Needs `DATAOPS_WEBHOOKS_TEST_POSTGRES` (CI sets it); skips with a message without.
 
 #[path = "common/flaky.rs"]
 mod flaky;
@@ -10,15 +10,20 @@ mod pg;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use chrono::Utc;
 use dataops_webhooks::event::{Dataset, Event};
 use dataops_webhooks::postgres::{PostgresError, PostgresOptions, PostgresStore, SCHEMA_VERSION};
 use dataops_webhooks::queue::{
-    conformance as queue_conformance, DeliveryQuery, DeliveryQueue, DeliveryStatus,
+    conformance as queue_conformance, AttemptLog, Claim, ClaimRequest, DeliveryQuery,
+    DeliveryQueue, DeliveryStatus, Finish, FinishReport, NewDelivery, NewEvent, Next, QueueError,
 };
 use dataops_webhooks::store::conformance as store_conformance;
 use dataops_webhooks::transport::guard::AddressPolicy;
-use dataops_webhooks::webhook::{NewWebhook, Scope, WebhookId};
-use dataops_webhooks::{ConfigStore, Dispatcher, Emit, WebhookDispatcher, WorkerOptions};
+use dataops_webhooks::webhook::{DeliveryId, NewWebhook, OrgId, Scope, WebhookId};
+use dataops_webhooks::{
+    AttemptResult, ConfigStore, Dispatcher, Emit, EventType, WebhookDispatcher, WorkerOptions,
+};
 use flaky::Flaky;
 use pg::TestSchema;
 
@@ -351,4 +356,122 @@ async fn webhooks_and_secrets_persist_across_stores() {
         .await
         .expect("keys")
         .is_some());
+}
+
+/// Enqueues one event for six webhooks and claims its six deliveries.
+async fn six_claims(store: &PostgresStore) -> Vec<Claim> {
+    let mut event = NewEvent::new(
+        OrgId::new("acme"),
+        "p",
+        EventType::DatasetComplete,
+        Bytes::from_static(br#"{"event":"dataset-complete"}"#),
+        Utc::now(),
+    );
+    event.deliveries = (0..6)
+        .map(|i| NewDelivery::new(DeliveryId::new(), WebhookId::new(), format!("http://h/{i}")))
+        .collect();
+    store.enqueue(event).await.expect("enqueue");
+    let claims = store
+        .claim(&ClaimRequest::new(Utc::now(), Duration::from_secs(600), 6))
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 6);
+    claims
+}
+
+/// Settles six claims at once, each as a 200 answered with its response body.
+async fn settle_six(
+    store: &PostgresStore,
+    claims: &[Claim],
+    bodies: [&str; 6],
+) -> Vec<Result<FinishReport, QueueError>> {
+    let settle = |i: usize| {
+        let (id, lease) = (claims[i].delivery.id, claims[i].lease);
+        let result = AttemptResult::Delivered {
+            status: http::StatusCode::OK,
+            body: bodies[i].to_owned(),
+            duration: Duration::from_millis(1),
+        };
+        let attempt = AttemptLog::of(&result, Utc::now());
+        async move {
+            let finish = Finish::Attempted {
+                attempt,
+                next: Next::Succeeded,
+            };
+            store.finish(&id, lease, finish, Utc::now()).await
+        }
+    };
+    let (a, b, c, d, e, f) = tokio::join!(
+        settle(0),
+        settle(1),
+        settle(2),
+        settle(3),
+        settle(4),
+        settle(5)
+    );
+    vec![a, b, c, d, e, f]
+}
+
+#[tokio::test]
+async fn settles_arriving_together_share_a_transaction_and_one_refusal_holds_back_none() {
+    let Some(schema) = TestSchema::new("group") else {
+        return;
+    };
+    let store = schema.store().await;
+    // Every recorded attempt notes its transaction; the body `refuse` is refused by the
+    // database, as a constraint an operator added would be.
+    schema
+        .execute(&format!(
+            "CREATE TABLE {s}.seen (tx bigint NOT NULL);
+             CREATE FUNCTION {s}.watch() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.response = 'refuse' THEN
+                     RAISE EXCEPTION 'refused by the test';
+                 END IF;
+                 INSERT INTO {s}.seen VALUES (txid_current());
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER watch BEFORE INSERT ON {s}.attempts
+                 FOR EACH ROW EXECUTE FUNCTION {s}.watch();",
+            s = schema.name
+        ))
+        .await;
+
+    let claims = six_claims(&store).await;
+    let reports = settle_six(&store, &claims, ["ok"; 6]).await;
+    assert!(reports
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|r| !r.lease_lost)));
+    let seen = |what: &str| format!("SELECT {what} FROM {}.seen", schema.name);
+    assert_eq!(schema.number(&seen("count(*)")).await, 6);
+    let transactions = schema.number(&seen("count(DISTINCT tx)")).await;
+    assert!(
+        transactions < 6,
+        "six settles at once took {transactions} transactions"
+    );
+
+    let claims = six_claims(&store).await;
+    let reports = settle_six(&store, &claims, ["ok", "ok", "ok", "refuse", "ok", "ok"]).await;
+    for (i, (claim, report)) in claims.iter().zip(&reports).enumerate() {
+        let record = store
+            .get_delivery(&claim.delivery.id)
+            .await
+            .expect("get")
+            .expect("recorded");
+        if i == 3 {
+            assert!(report.is_err(), "the refused settle reports its error");
+            assert_eq!(
+                (record.status, record.attempts),
+                (DeliveryStatus::Pending, 0),
+                "left to its lease, to be attempted again"
+            );
+        } else {
+            assert!(report.is_ok(), "settle {i}: {report:?}");
+            assert_eq!(
+                (record.status, record.attempts),
+                (DeliveryStatus::Succeeded, 1),
+                "settle {i} was not held back"
+            );
+        }
+    }
 }

@@ -81,6 +81,12 @@ pub(super) enum Failure {
     Corrupt(String),
     #[error("delivery {0} is already queued")]
     DuplicateDelivery(DeliveryId),
+    /// The caller went away before its settle ran; nothing was written for it.
+    #[error("the settle was dropped before it ran")]
+    Cancelled,
+    /// The connection failed while a group of settles ran: they may or may not be recorded.
+    #[error("the connection failed while settling; the attempts may not be recorded: {0}")]
+    Interrupted(String),
 }
 
 impl From<serde_json::Error> for Failure {
@@ -115,6 +121,7 @@ impl Failure {
             Self::Db(e) if e.is_closed() || e.code().is_none() => {
                 "PostgreSQL connection failed".to_owned()
             }
+            Self::Interrupted(_) => "PostgreSQL connection failed".to_owned(),
             _ => "PostgreSQL".to_owned(),
         }
     }

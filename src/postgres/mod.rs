@@ -4,6 +4,9 @@
 //! - **Claims** take due deliveries with `FOR UPDATE SKIP LOCKED` and move their due time to
 //!   the end of a lease: two workers never hold one delivery at once, and a crashed worker's
 //!   deliveries become claimable again when its lease ends.
+//! - **Settles** that arrive while another is running share the next statement and commit,
+//!   so a busy worker pays one round trip for many attempts; one the database refuses is
+//!   retried on its own and holds back none of the others.
 //! - **Wake-ups**: every insert of deliveries raises a `NOTIFY` (delivered when the inserting
 //!   transaction commits); each process listens on one dedicated connection and wakes its
 //!   idle workers, so a delivery emitted on one machine is attempted at once on another.
@@ -40,6 +43,7 @@ mod error;
 mod listen;
 mod queue;
 mod schema;
+mod settle;
 mod transaction;
 
 use std::fmt;
@@ -187,6 +191,8 @@ struct Inner {
     sql: schema::Statements,
     /// Raised by the `LISTEN` connection; started by the first worker.
     arrivals: OnceLock<listen::Listener>,
+    /// Settles waiting to share the next statement.
+    settles: settle::SettleGroup,
 }
 
 impl PostgresStore {
@@ -224,6 +230,7 @@ impl PostgresStore {
                 pool,
                 options,
                 arrivals: OnceLock::new(),
+                settles: settle::SettleGroup::default(),
             }),
         };
         drop(store.client().await.map_err(|f| store.unreachable(f))?);

@@ -1,5 +1,5 @@
-//! [`DeliveryQueue`] over PostgreSQL. Every operation is one statement (a settle is one call
-//! of the schema's `finish` function), so each costs one round trip.
+//! [`DeliveryQueue`] over PostgreSQL. Every operation is one statement, so each costs one
+//! round trip; settles that arrive together share one (see `settle`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,11 +15,11 @@ use tokio_postgres::Row;
 
 use super::error::{violates, Failure};
 use super::schema::Statements;
+use super::settle::Settle;
 use super::PostgresStore;
 use crate::queue::{
     page_limit, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryQueue,
-    DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, LeaseId, NewEvent, Next,
-    QueueError,
+    DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, LeaseId, NewEvent, QueueError,
 };
 use crate::webhook::{DeliveryId, EventId};
 
@@ -151,7 +151,11 @@ pub(super) async fn enqueue_on(
 
 impl PostgresStore {
     /// Runs one statement on a pooled connection.
-    async fn rows(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, QueueError> {
+    pub(super) async fn rows(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>, QueueError> {
         let run = async {
             let client = self.client().await?;
             Conn::Pooled(&client).query(sql, params).await
@@ -159,7 +163,7 @@ impl PostgresStore {
         run.await.map_err(|f| f.into_queue_error(self.schema()))
     }
 
-    fn queue_error(&self, failure: Failure) -> QueueError {
+    pub(super) fn queue_error(&self, failure: Failure) -> QueueError {
         failure.into_queue_error(self.schema())
     }
 }
@@ -223,53 +227,7 @@ impl DeliveryQueue for PostgresStore {
         finish: Finish,
         now: DateTime<Utc>,
     ) -> Result<FinishReport, QueueError> {
-        let (attempt, status, due, error) = match finish {
-            Finish::Attempted { attempt, next } => {
-                let (status, due, error) = match next {
-                    Next::Succeeded => (DeliveryStatus::Succeeded, None, None),
-                    Next::RetryAt(at) => (DeliveryStatus::Pending, Some(at), attempt.error.clone()),
-                    Next::Dead => (DeliveryStatus::Dead, None, attempt.error.clone()),
-                };
-                (Some(attempt), status, due, error)
-            }
-            Finish::Released => (None, DeliveryStatus::Pending, Some(now), None),
-            Finish::Abandoned { reason } => (None, DeliveryStatus::Dead, None, Some(reason)),
-        };
-        let duration_us = attempt
-            .as_ref()
-            .map(|a| i64::try_from(a.duration.as_micros()).unwrap_or(i64::MAX));
-        let rows = self
-            .rows(
-                &self.inner.sql.finish,
-                &[
-                    &delivery.to_string(),
-                    &lease.0,
-                    &now,
-                    &attempt.is_some(),
-                    &attempt.as_ref().map(|a| a.attempted_at),
-                    &attempt.as_ref().and_then(|a| a.status.map(i32::from)),
-                    &duration_us,
-                    &attempt.as_ref().map(|a| a.response.as_str()),
-                    &attempt.as_ref().and_then(|a| a.error_kind.as_deref()),
-                    &attempt.as_ref().and_then(|a| a.error.as_deref()),
-                    &status.as_str(),
-                    &due,
-                    &error,
-                ],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| self.queue_error(Failure::Corrupt("finish returned no row".into())))?;
-        let read = || -> Result<FinishReport, Failure> {
-            let held: bool = row.try_get(1)?;
-            Ok(FinishReport {
-                lease_lost: !held,
-                failing_since: row.try_get(2)?,
-                recovered: row.try_get(3)?,
-            })
-        };
-        read().map_err(|f| self.queue_error(f))
+        self.settle(Settle::new(delivery, lease, finish, now)).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, QueueError> {

@@ -251,6 +251,7 @@ pub(super) struct Statements {
     pub(super) deliveries_of_event: String,
     pub(super) claim: String,
     pub(super) finish: String,
+    pub(super) finish_many: String,
     pub(super) get_delivery: String,
     pub(super) list_deliveries: String,
     pub(super) attempts: String,
@@ -307,6 +308,24 @@ impl Statements {
                 ORDER BY due.was_due, d.id"),
             finish: r("SELECT o_found, o_held, o_failing_since, o_recovered
                  FROM {s}.finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+            // Many settles, one transaction: in webhook then delivery order, so that
+            // concurrent groups lock health and delivery rows in the same order.
+            finish_many: r("WITH t AS MATERIALIZED (
+                    SELECT t.*, d.webhook_id
+                    FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::boolean[],
+                                $5::timestamptz[], $6::integer[], $7::bigint[], $8::text[],
+                                $9::text[], $10::text[], $11::text[], $12::timestamptz[],
+                                $13::text[])
+                        WITH ORDINALITY AS t(id, lease, at_now, attempted, attempted_at, status,
+                                             duration_us, response, error_kind, error,
+                                             next_status, due, next_error, ordinal)
+                    LEFT JOIN {s}.deliveries d ON d.id = t.id
+                    ORDER BY d.webhook_id, t.id)
+                SELECT t.ordinal, f.o_found, f.o_held, f.o_failing_since, f.o_recovered
+                FROM t CROSS JOIN LATERAL {s}.finish(t.id, t.lease, t.at_now, t.attempted,
+                    t.attempted_at, t.status, t.duration_us, t.response, t.error_kind, t.error,
+                    t.next_status, t.due, t.next_error) f
+                ORDER BY t.ordinal"),
             get_delivery: r("SELECT {RECORD}
                 FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
                 WHERE d.id = $1"),
@@ -390,7 +409,13 @@ mod tests {
     #[test]
     fn statements_name_the_schema_everywhere() {
         let sql = Statements::new("tenant_7");
-        for statement in [&sql.claim, &sql.enqueue, &sql.finish, &sql.redeliver] {
+        for statement in [
+            &sql.claim,
+            &sql.enqueue,
+            &sql.finish,
+            &sql.finish_many,
+            &sql.redeliver,
+        ] {
             assert!(!statement.contains("{s}"), "{statement}");
             assert!(statement.contains("tenant_7."), "{statement}");
         }

@@ -41,6 +41,7 @@ where
     settles_success_retry_and_death(&make().await).await;
     a_lost_lease_cannot_overwrite_the_new_holder(&make().await).await;
     release_and_abandon(&make().await).await;
+    settles_at_once_each_on_its_own(&make().await).await;
     skips_webhooks_at_their_limit(&make().await).await;
     idempotency_keys_return_the_first_event(&make().await).await;
     lists_newest_first_with_filters_and_cursors(&make().await).await;
@@ -345,6 +346,86 @@ async fn release_and_abandon(queue: &impl DeliveryQueue) {
         .await
         .expect("attempts")
         .is_empty());
+}
+
+/// A busy worker settles many claims at once (a backend may group them): each lands on its
+/// own delivery with its own report, and a response holding NUL characters is recorded, as
+/// sent or with each NUL as U+FFFD where the backend cannot store NUL.
+async fn settles_at_once_each_on_its_own(queue: &impl DeliveryQueue) {
+    let (ok, failing) = (WebhookId::new(), WebhookId::new());
+    enqueue(
+        queue,
+        event(0, &[ok, ok, failing, failing, failing, failing]),
+    )
+    .await;
+    let claims = claim(queue, 0, 6).await;
+    let (oks, fails): (Vec<_>, Vec<_>) = claims.iter().partition(|c| c.delivery.webhook_id == ok);
+    assert_eq!((oks.len(), fails.len()), (2, 4), "at once: six claims");
+    let mut hostile = success(10);
+    hostile.response = "ok\0\0".into();
+    let settle = |c: &super::Claim, finish| {
+        let (id, lease) = (c.delivery.id, c.lease);
+        async move { queue.finish(&id, lease, finish, t(10)).await }
+    };
+    let attempted = |attempt, next| Finish::Attempted { attempt, next };
+    let reason = "the webhook was deleted";
+    let reports = tokio::join!(
+        settle(oks[0], attempted(success(10), Next::Succeeded)),
+        settle(oks[1], attempted(hostile.clone(), Next::Succeeded)),
+        settle(fails[0], attempted(failure(10, 500), Next::RetryAt(t(300)))),
+        settle(fails[1], attempted(failure(10, 503), Next::Dead)),
+        settle(fails[2], Finish::Released),
+        settle(
+            fails[3],
+            Finish::Abandoned {
+                reason: reason.into()
+            }
+        ),
+    );
+    let reports = [
+        reports.0, reports.1, reports.2, reports.3, reports.4, reports.5,
+    ]
+    .map(|r| r.expect("at once: every settle succeeds"));
+    assert!(
+        reports.iter().all(|r| !r.lease_lost),
+        "at once: leases held"
+    );
+    assert_eq!(reports[0].failing_since, None, "at once: a healthy webhook");
+    assert_eq!(reports[2].failing_since, Some(t(10)), "at once: own health");
+    assert_eq!(reports[3].failing_since, Some(t(10)));
+    let expected = [
+        (oks[0], DeliveryStatus::Succeeded, 1, None),
+        (oks[1], DeliveryStatus::Succeeded, 1, None),
+        (
+            fails[0],
+            DeliveryStatus::Pending,
+            1,
+            Some("the endpoint answered 500"),
+        ),
+        (
+            fails[1],
+            DeliveryStatus::Dead,
+            1,
+            Some("the endpoint answered 503"),
+        ),
+        (fails[2], DeliveryStatus::Pending, 0, None),
+        (fails[3], DeliveryStatus::Dead, 0, Some(reason)),
+    ];
+    for (c, status, attempts, error) in expected {
+        let d = record(queue, &c.delivery.id).await;
+        assert_eq!(
+            (d.status, d.attempts, d.last_error.as_deref()),
+            (status, attempts, error),
+            "at once: each delivery has its own outcome"
+        );
+    }
+    let log = queue.attempts(&oks[1].delivery.id).await.expect("attempts");
+    let mut replaced = hostile.clone();
+    replaced.response = "ok\u{FFFD}\u{FFFD}".into();
+    assert!(
+        log == [hostile.clone()] || log == [replaced],
+        "at once: a response with NUL characters is recorded, got {log:?}"
+    );
 }
 
 async fn skips_webhooks_at_their_limit(queue: &impl DeliveryQueue) {

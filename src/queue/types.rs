@@ -251,7 +251,8 @@ pub struct AttemptLog {
     pub status: Option<u16>,
     /// How long it took.
     pub duration: Duration,
-    /// The start of the response body (capped by the transport).
+    /// The start of the response body (capped by the transport). A backend that cannot
+    /// store NUL characters (PostgreSQL) keeps each as U+FFFD.
     pub response: String,
     /// The error's kind (`timeout`, `connect`, ... as
     /// [`TransportErrorKind::as_str`](crate::transport::TransportErrorKind::as_str)), or

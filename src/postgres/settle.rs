@@ -1,0 +1,259 @@
+//! Group settles: the `finish` calls that arrive while a settle statement is running share
+//! the next one, so a busy process pays one round trip and one commit for many attempts and
+//! an idle one waits for nobody.
+//!
+//! Each settle is still one call of the schema's `finish` function, with the same checks;
+//! a group runs them in one statement and one transaction, ordered by webhook and delivery
+//! so that concurrent groups from other processes take their row locks in the same order.
+//! When the database refuses a group (a row it cannot take, a deadlock victim) nothing of it
+//! was written, and each settle runs again on its own: one bad settle never holds back the
+//! others.
+
+use std::mem;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+use tokio_postgres::Row;
+
+use super::error::Failure;
+use super::PostgresStore;
+use crate::queue::{DeliveryStatus, Finish, FinishReport, LeaseId, Next, QueueError};
+use crate::webhook::DeliveryId;
+
+/// One `finish` call, as the schema function's arguments.
+#[derive(Debug)]
+pub(super) struct Settle {
+    id: String,
+    lease: i64,
+    now: DateTime<Utc>,
+    attempted: bool,
+    attempted_at: Option<DateTime<Utc>>,
+    status: Option<i32>,
+    duration_us: Option<i64>,
+    response: Option<String>,
+    error_kind: Option<String>,
+    error: Option<String>,
+    next_status: &'static str,
+    due: Option<DateTime<Utc>>,
+    next_error: Option<String>,
+}
+
+impl Settle {
+    pub(super) fn new(
+        delivery: &DeliveryId,
+        lease: LeaseId,
+        finish: Finish,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let (attempt, status, due, next_error) = match finish {
+            Finish::Attempted { attempt, next } => {
+                let (status, due, error) = match next {
+                    Next::Succeeded => (DeliveryStatus::Succeeded, None, None),
+                    Next::RetryAt(at) => (DeliveryStatus::Pending, Some(at), attempt.error.clone()),
+                    Next::Dead => (DeliveryStatus::Dead, None, attempt.error.clone()),
+                };
+                (Some(attempt), status, due, error)
+            }
+            Finish::Released => (None, DeliveryStatus::Pending, Some(now), None),
+            Finish::Abandoned { reason } => (None, DeliveryStatus::Dead, None, Some(reason)),
+        };
+        Self {
+            id: delivery.to_string(),
+            lease: lease.0,
+            now,
+            attempted: attempt.is_some(),
+            attempted_at: attempt.as_ref().map(|a| a.attempted_at),
+            status: attempt.as_ref().and_then(|a| a.status.map(i32::from)),
+            duration_us: attempt
+                .as_ref()
+                .map(|a| i64::try_from(a.duration.as_micros()).unwrap_or(i64::MAX)),
+            response: attempt.as_ref().map(|a| storable(&a.response)),
+            error_kind: attempt
+                .as_ref()
+                .and_then(|a| a.error_kind.as_deref().map(storable)),
+            error: attempt.and_then(|a| a.error.as_deref().map(storable)),
+            next_status: status.as_str(),
+            due,
+            next_error: next_error.as_deref().map(storable),
+        }
+    }
+}
+
+/// PostgreSQL text cannot hold U+0000, and a response body is the endpoint's to choose: each
+/// NUL is kept as U+FFFD so that a hostile body cannot make an attempt unrecordable.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+type Reply = oneshot::Sender<Result<FinishReport, QueueError>>;
+
+/// The settles waiting for the next statement, and whose turn it is to run it.
+#[derive(Debug, Default)]
+pub(super) struct SettleGroup {
+    waiting: Mutex<Vec<(Settle, Reply)>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl SettleGroup {
+    fn waiting(&self) -> MutexGuard<'_, Vec<(Settle, Reply)>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl PostgresStore {
+    /// Settles one claim, together with whatever other settles are waiting.
+    pub(super) async fn settle(&self, settle: Settle) -> Result<FinishReport, QueueError> {
+        let group = &self.inner.settles;
+        let (reply, mut answer) = oneshot::channel();
+        group.waiting().push((settle, reply));
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut answer => {
+                    return answer.unwrap_or_else(|_| {
+                        Err(self.queue_error(Failure::Cancelled))
+                    });
+                }
+                _turn = group.turn.lock() => {
+                    let batch = mem::take(&mut *group.waiting());
+                    if !batch.is_empty() {
+                        // Run as a task of its own so the batch settles even if this
+                        // caller is dropped halfway.
+                        let store = self.clone();
+                        let _ = tokio::spawn(async move { store.settle_batch(batch).await }).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn settle_batch(&self, batch: Vec<(Settle, Reply)>) {
+        if batch.len() > 1 {
+            let settles: Vec<&Settle> = batch.iter().map(|(s, _)| s).collect();
+            match self.settle_many(&settles).await {
+                Ok(mut reports) => {
+                    for ((_, reply), report) in batch.into_iter().zip(reports.drain(..)) {
+                        let _ = reply.send(report.map_err(|f| self.queue_error(f)));
+                    }
+                    return;
+                }
+                // Refused by the database (the transaction rolled back), or never sent (no
+                // connection): every settle can run again on its own.
+                Err(Failure::Db(e)) if e.code().is_some() => {}
+                Err(Failure::Pool(_)) => {}
+                // Lost halfway: running them again could record attempts twice.
+                Err(failure) => {
+                    let mut message = failure.to_string();
+                    let mut source = std::error::Error::source(&failure);
+                    while let Some(cause) = source {
+                        message = format!("{message}: {cause}");
+                        source = cause.source();
+                    }
+                    for (_, reply) in batch {
+                        let failure = Failure::Interrupted(message.clone());
+                        let _ = reply.send(Err(self.queue_error(failure)));
+                    }
+                    return;
+                }
+            }
+        }
+        for (settle, reply) in batch {
+            let _ = reply.send(self.settle_one(&settle).await);
+        }
+    }
+
+    async fn settle_one(&self, s: &Settle) -> Result<FinishReport, QueueError> {
+        let rows = self
+            .rows(
+                &self.inner.sql.finish,
+                &[
+                    &s.id,
+                    &s.lease,
+                    &s.now,
+                    &s.attempted,
+                    &s.attempted_at,
+                    &s.status,
+                    &s.duration_us,
+                    &s.response,
+                    &s.error_kind,
+                    &s.error,
+                    &s.next_status,
+                    &s.due,
+                    &s.next_error,
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| self.queue_error(Failure::Corrupt("finish returned no row".into())))?;
+        report(row, 0).map_err(|f| self.queue_error(f))
+    }
+
+    /// Runs every settle in one statement; the reports come back in the settles' order.
+    async fn settle_many(
+        &self,
+        settles: &[&Settle],
+    ) -> Result<Vec<Result<FinishReport, Failure>>, Failure> {
+        fn column<'a, T>(settles: &[&'a Settle], field: impl Fn(&'a Settle) -> T) -> Vec<T> {
+            settles.iter().map(|s| field(s)).collect()
+        }
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&self.inner.sql.finish_many).await?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &column(settles, |s| s.id.as_str()),
+                    &column(settles, |s| s.lease),
+                    &column(settles, |s| s.now),
+                    &column(settles, |s| s.attempted),
+                    &column(settles, |s| s.attempted_at),
+                    &column(settles, |s| s.status),
+                    &column(settles, |s| s.duration_us),
+                    &column(settles, |s| s.response.as_deref()),
+                    &column(settles, |s| s.error_kind.as_deref()),
+                    &column(settles, |s| s.error.as_deref()),
+                    &column(settles, |s| s.next_status),
+                    &column(settles, |s| s.due),
+                    &column(settles, |s| s.next_error.as_deref()),
+                ],
+            )
+            .await?;
+        let mut reports: Vec<Result<FinishReport, Failure>> = settles
+            .iter()
+            .map(|_| Err(Failure::Corrupt("finish returned no row".into())))
+            .collect();
+        for row in &rows {
+            let ordinal: i64 = row.try_get(0)?;
+            let slot = usize::try_from(ordinal - 1)
+                .ok()
+                .and_then(|i| reports.get_mut(i))
+                .ok_or_else(|| Failure::Corrupt(format!("finish returned row {ordinal}")))?;
+            *slot = report(row, 1);
+        }
+        Ok(reports)
+    }
+}
+
+/// Reads `o_held, o_failing_since, o_recovered` starting at column `first + 1` (after
+/// `o_found`).
+fn report(row: &Row, first: usize) -> Result<FinishReport, Failure> {
+    let held: bool = row.try_get(first + 1)?;
+    Ok(FinishReport {
+        lease_lost: !held,
+        failing_since: row.try_get(first + 2)?,
+        recovered: row.try_get(first + 3)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_become_replacement_characters() {
+        assert_eq!(storable("ok\0\0done"), "ok\u{FFFD}\u{FFFD}done");
+        assert_eq!(storable("plain"), "plain");
+    }
+}
