@@ -475,3 +475,36 @@ async fn settles_arriving_together_share_a_transaction_and_one_refusal_holds_bac
         }
     }
 }
+
+#[tokio::test]
+async fn settles_without_a_connection_fail_clearly_and_write_nothing() {
+    let Some(schema) = TestSchema::new("noconn") else {
+        return;
+    };
+    drop(schema.store().await); // migrated
+    let options = schema
+        .options()
+        .pool_size(1)
+        .connect_timeout(Duration::from_millis(300));
+    let store = PostgresStore::connect(options).await.expect("connect");
+    let claims = six_claims(&store).await;
+    let held = store.pool().get().await.expect("the only connection");
+    let reports = settle_six(&store, &claims, ["ok"; 6]).await;
+    drop(held);
+    for report in &reports {
+        let error = report.as_ref().expect_err("no connection to settle with");
+        assert!(error.to_string().contains("unreachable"), "{error}");
+    }
+    for claim in &claims {
+        let record = store
+            .get_delivery(&claim.delivery.id)
+            .await
+            .expect("get")
+            .expect("recorded");
+        assert_eq!(
+            (record.status, record.attempts),
+            (DeliveryStatus::Pending, 0),
+            "nothing written: left to its lease"
+        );
+    }
+}

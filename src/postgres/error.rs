@@ -84,6 +84,9 @@ pub(super) enum Failure {
     /// The caller went away before its settle ran; nothing was written for it.
     #[error("the settle was dropped before it ran")]
     Cancelled,
+    /// No pooled connection for a group of settles: nothing was written.
+    #[error("no connection to settle with: {0}")]
+    NoConnection(String),
     /// The connection failed while a group of settles ran: they may or may not be recorded.
     #[error("the connection failed while settling; the attempts may not be recorded: {0}")]
     Interrupted(String),
@@ -117,7 +120,9 @@ impl Failure {
             }
         }
         match self {
-            Self::Pool(_) => "PostgreSQL is unreachable (no pooled connection)".to_owned(),
+            Self::Pool(_) | Self::NoConnection(_) => {
+                "PostgreSQL is unreachable (no pooled connection)".to_owned()
+            }
             Self::Db(e) if e.is_closed() || e.code().is_none() => {
                 "PostgreSQL connection failed".to_owned()
             }

@@ -138,20 +138,21 @@ impl PostgresStore {
                     }
                     return;
                 }
-                // Refused by the database (the transaction rolled back), or never sent (no
-                // connection): every settle can run again on its own.
+                // Refused by the database: the transaction rolled back, so every settle
+                // can run again on its own.
                 Err(Failure::Db(e)) if e.code().is_some() => {}
-                Err(Failure::Pool(_)) => {}
-                // Lost halfway: running them again could record attempts twice.
+                // No connection (nothing was sent; one by one, each would wait for the
+                // pool again), or lost halfway (running them again could record attempts
+                // twice): every caller hears why.
                 Err(failure) => {
-                    let mut message = failure.to_string();
-                    let mut source = std::error::Error::source(&failure);
-                    while let Some(cause) = source {
-                        message = format!("{message}: {cause}");
-                        source = cause.source();
-                    }
+                    let sent = !matches!(failure, Failure::Pool(_));
+                    let message = chain(&failure);
                     for (_, reply) in batch {
-                        let failure = Failure::Interrupted(message.clone());
+                        let failure = if sent {
+                            Failure::Interrupted(message.clone())
+                        } else {
+                            Failure::NoConnection(message.clone())
+                        };
                         let _ = reply.send(Err(self.queue_error(failure)));
                     }
                     return;
@@ -234,6 +235,17 @@ impl PostgresStore {
         }
         Ok(reports)
     }
+}
+
+/// An error and its sources, on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
 }
 
 /// Reads `o_held, o_failing_since, o_recovered` starting at column `first + 1` (after
