@@ -151,11 +151,7 @@ pub(super) async fn enqueue_on(
 
 impl PostgresStore {
     /// Runs one statement on a pooled connection.
-    pub(super) async fn rows(
-        &self,
-        sql: &str,
-        params: &Params<'_>,
-    ) -> Result<Vec<Row>, QueueError> {
+    async fn rows(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, QueueError> {
         let run = async {
             let client = self.client().await?;
             Conn::Pooled(&client).query(sql, params).await

@@ -250,7 +250,6 @@ pub(super) struct Statements {
     pub(super) existing_delivery: String,
     pub(super) deliveries_of_event: String,
     pub(super) claim: String,
-    pub(super) finish: String,
     pub(super) finish_many: String,
     pub(super) get_delivery: String,
     pub(super) list_deliveries: String,
@@ -306,10 +305,8 @@ impl Statements {
                 SELECT {RECORD}, e.project, e.payload
                 FROM d JOIN due ON due.id = d.id JOIN {s}.events e ON e.id = d.event_id
                 ORDER BY due.was_due, d.id"),
-            finish: r("SELECT o_found, o_held, o_failing_since, o_recovered
-                 FROM {s}.finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
-            // Many settles, one transaction: in webhook then delivery order, so that
-            // concurrent groups lock health and delivery rows in the same order.
+            // Settles, one transaction: in webhook then delivery order, so that concurrent
+            // groups lock health and delivery rows in the same order.
             finish_many: r("WITH t AS MATERIALIZED (
                     SELECT t.*, d.webhook_id
                     FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::boolean[],
@@ -409,13 +406,7 @@ mod tests {
     #[test]
     fn statements_name_the_schema_everywhere() {
         let sql = Statements::new("tenant_7");
-        for statement in [
-            &sql.claim,
-            &sql.enqueue,
-            &sql.finish,
-            &sql.finish_many,
-            &sql.redeliver,
-        ] {
+        for statement in [&sql.claim, &sql.enqueue, &sql.finish_many, &sql.redeliver] {
             assert!(!statement.contains("{s}"), "{statement}");
             assert!(statement.contains("tenant_7."), "{statement}");
         }

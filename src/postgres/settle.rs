@@ -132,8 +132,8 @@ impl PostgresStore {
         if batch.len() > 1 {
             let settles: Vec<&Settle> = batch.iter().map(|(s, _)| s).collect();
             match self.settle_many(&settles).await {
-                Ok(mut reports) => {
-                    for ((_, reply), report) in batch.into_iter().zip(reports.drain(..)) {
+                Ok(reports) => {
+                    for ((_, reply), report) in batch.into_iter().zip(reports) {
                         let _ = reply.send(report.map_err(|f| self.queue_error(f)));
                     }
                     return;
@@ -164,34 +164,17 @@ impl PostgresStore {
         }
     }
 
-    async fn settle_one(&self, s: &Settle) -> Result<FinishReport, QueueError> {
-        let rows = self
-            .rows(
-                &self.inner.sql.finish,
-                &[
-                    &s.id,
-                    &s.lease,
-                    &s.now,
-                    &s.attempted,
-                    &s.attempted_at,
-                    &s.status,
-                    &s.duration_us,
-                    &s.response,
-                    &s.error_kind,
-                    &s.error,
-                    &s.next_status,
-                    &s.due,
-                    &s.next_error,
-                ],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| self.queue_error(Failure::Corrupt("finish returned no row".into())))?;
-        report(row, 0).map_err(|f| self.queue_error(f))
+    /// Settles one on its own.
+    async fn settle_one(&self, settle: &Settle) -> Result<FinishReport, QueueError> {
+        let report = match self.settle_many(&[settle]).await {
+            Ok(mut reports) => reports.pop().unwrap_or_else(|| Err(no_row())),
+            Err(failure) => Err(failure),
+        };
+        report.map_err(|f| self.queue_error(f))
     }
 
-    /// Runs every settle in one statement; the reports come back in the settles' order.
+    /// Runs the settles in one statement (one transaction); the reports come back in the
+    /// settles' order.
     async fn settle_many(
         &self,
         settles: &[&Settle],
@@ -221,17 +204,15 @@ impl PostgresStore {
                 ],
             )
             .await?;
-        let mut reports: Vec<Result<FinishReport, Failure>> = settles
-            .iter()
-            .map(|_| Err(Failure::Corrupt("finish returned no row".into())))
-            .collect();
+        let mut reports: Vec<Result<FinishReport, Failure>> =
+            settles.iter().map(|_| Err(no_row())).collect();
         for row in &rows {
             let ordinal: i64 = row.try_get(0)?;
             let slot = usize::try_from(ordinal - 1)
                 .ok()
                 .and_then(|i| reports.get_mut(i))
                 .ok_or_else(|| Failure::Corrupt(format!("finish returned row {ordinal}")))?;
-            *slot = report(row, 1);
+            *slot = report(row);
         }
         Ok(reports)
     }
@@ -248,14 +229,17 @@ fn chain(error: &dyn std::error::Error) -> String {
     message
 }
 
-/// Reads `o_held, o_failing_since, o_recovered` starting at column `first + 1` (after
-/// `o_found`).
-fn report(row: &Row, first: usize) -> Result<FinishReport, Failure> {
-    let held: bool = row.try_get(first + 1)?;
+fn no_row() -> Failure {
+    Failure::Corrupt("finish returned no row".into())
+}
+
+/// Reads a row of `finish_many`: `ordinal, o_found, o_held, o_failing_since, o_recovered`.
+fn report(row: &Row) -> Result<FinishReport, Failure> {
+    let held: bool = row.try_get(2)?;
     Ok(FinishReport {
         lease_lost: !held,
-        failing_since: row.try_get(first + 2)?,
-        recovered: row.try_get(first + 3)?,
+        failing_since: row.try_get(3)?,
+        recovered: row.try_get(4)?,
     })
 }
 
