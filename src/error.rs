@@ -1,5 +1,7 @@
 //! The crate's error types.
 
+#[cfg(feature = "dispatch")]
+use std::error::Error as StdError;
 use std::fmt;
 
 use crate::EventType;
@@ -144,6 +146,36 @@ impl fmt::Display for Quoted<'_> {
             None => f.write_str(self.0),
         }
     }
+}
+
+#[cfg(feature = "dispatch")]
+/// An error and every cause under it. An `io::Error`'s `source()` skips the error it wraps
+/// (where rustls and hyper put theirs), so this descends into the wrapped error instead.
+pub(crate) fn causes<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |&e: &&'a (dyn StdError + 'static)| match e
+        .downcast_ref::<std::io::Error>()
+    {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+        None => e.source(),
+    })
+}
+
+#[cfg(feature = "dispatch")]
+/// An error and its causes, joined: reqwest's own message alone rarely says what happened.
+pub(crate) fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = String::new();
+    for e in causes(error) {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 #[cfg(test)]

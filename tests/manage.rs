@@ -57,7 +57,7 @@ async fn create_get_update_deactivate_reactivate_delete() {
             WebhookUpdate::new()
                 .url("https://hooks.example.com/v2")
                 .events(EventFilter::All)
-                .headers(CustomHeaders::new().with("x-team", "ml"))
+                .headers(CustomHeaders::new().with("x-team", "ml").expect("valid"))
                 .description(None),
         )
         .await

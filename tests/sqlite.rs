@@ -14,7 +14,7 @@ use dataops_webhooks::sqlite::{SqliteError, SqliteStore, SCHEMA_VERSION};
 use dataops_webhooks::store::conformance as store_conformance;
 use dataops_webhooks::transport::guard::AddressPolicy;
 use dataops_webhooks::webhook::{NewWebhook, Scope};
-use dataops_webhooks::{Dispatcher, WebhookDispatcher, WorkerOptions};
+use dataops_webhooks::{Dispatcher, Emit, HostEvent, WebhookDispatcher, WorkerOptions};
 use flaky::Flaky;
 
 #[tokio::test]
@@ -129,4 +129,92 @@ async fn deliveries_scheduled_for_later_survive_a_restart() {
         "the same delivery id across the restart"
     );
     worker.shutdown().await;
+}
+
+/// Two stores on one file (two processes, or a host that opened it twice), each with 32
+/// emitting tasks and a worker settling deliveries to three endpoints: every write waits for
+/// the file's lock instead of failing with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_one_file_wait_for_the_lock_instead_of_failing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("shared.db");
+    let server = Flaky::start().await;
+    let mut dispatchers = Vec::new();
+    for _ in 0..2 {
+        let store = Arc::new(SqliteStore::open(&path).await.expect("open"));
+        let d = WebhookDispatcher::builder()
+            .store(store.clone())
+            .queue(store)
+            .address_policy(AddressPolicy::allow_private())
+            .build()
+            .expect("dispatcher");
+        let worker =
+            d.start_worker(WorkerOptions::default().poll_interval(Duration::from_millis(10)));
+        let events = worker.events();
+        dispatchers.push((d, worker, events));
+    }
+    for n in 0..3 {
+        dispatchers[0]
+            .0
+            .webhooks()
+            .create(NewWebhook::new(
+                Scope::Project("p".into()),
+                server.url(&format!("/ok?{n}")),
+            ))
+            .await
+            .expect("create");
+    }
+    const TASKS: usize = 32;
+    const EACH: usize = 8;
+    let mut emitters = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let d = dispatchers[task % 2].0.clone();
+        emitters.spawn(async move {
+            for i in 0..EACH {
+                let emit = Emit::new(Event::dataset_complete("p", Dataset::default()))
+                    .idempotency_key(format!("t{task}-{i}"));
+                d.emit_with(emit).await.expect("emit");
+            }
+        });
+    }
+    while let Some(done) = emitters.join_next().await {
+        done.expect("an emitter failed");
+    }
+    let expected = TASKS * EACH * 3;
+    let count = |status: &'static str| {
+        let path = path.clone();
+        move || -> usize {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.query_row(
+                "SELECT count(*) FROM deliveries WHERE status = ?1",
+                [status],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("count") as usize
+        }
+    };
+    let succeeded = count("succeeded");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while succeeded() < expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {expected} deliveries succeeded",
+            succeeded()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (_, worker, mut events) in dispatchers {
+        worker.shutdown().await;
+        while let Ok(event) = events.try_recv() {
+            assert!(
+                !matches!(event, HostEvent::BackendError { .. }),
+                "a write failed instead of waiting: {event:?}"
+            );
+        }
+    }
+    assert_eq!(
+        server.requests("/ok").len(),
+        expected,
+        "each delivery sent once (a settle that failed would send it again)"
+    );
 }

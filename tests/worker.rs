@@ -449,3 +449,71 @@ async fn a_hard_stop_returns_claimed_deliveries_to_the_queue() {
         record.next_attempt_at
     );
 }
+
+/// Sixteen webhooks, each with eight deliveries answered 410 at the same time: each webhook is
+/// disabled once and reported once (a read-check-write would report some twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_410s_disable_a_webhook_once_and_report_it_once() {
+    disables_once(dispatcher()).await;
+}
+
+/// The same on SQLite, where reading and writing a webhook are separate round trips.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_410s_disable_a_webhook_once_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = std::sync::Arc::new(
+        dataops_webhooks::sqlite::SqliteStore::open(dir.path().join("w.db"))
+            .await
+            .expect("open"),
+    );
+    let d = WebhookDispatcher::builder()
+        .store(store.clone())
+        .queue(store)
+        .address_policy(AddressPolicy::allow_private())
+        .request_timeout(300 * MS)
+        .build()
+        .expect("dispatcher");
+    disables_once(d).await;
+}
+
+async fn disables_once(d: WebhookDispatcher) {
+    let server = Flaky::start().await;
+    let mut hooks = Vec::new();
+    for _ in 0..16 {
+        hooks.push(hook(&d, server.url("/gone")).await);
+    }
+    // Queued before the worker starts, so each webhook's eight are claimed and sent together.
+    for n in 0..8 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(options());
+    let mut events = worker.events();
+    let exhausted = |told: &[HostEvent]| {
+        told.iter()
+            .filter(|e| matches!(e, HostEvent::DeliveryExhausted { .. }))
+            .count()
+    };
+    let mut told = told_until(&mut events, |told| exhausted(told) >= 16 * 8).await;
+    // Any late duplicate would follow within moments.
+    tokio::time::sleep(200 * MS).await;
+    while let Ok(event) = events.try_recv() {
+        told.push(event);
+    }
+    assert_eq!(exhausted(&told), 16 * 8, "{told:?}");
+    for id in &hooks {
+        let reports = told
+            .iter()
+            .filter(
+                |e| matches!(e, HostEvent::WebhookDisabled { webhook_id, .. } if webhook_id == id),
+            )
+            .count();
+        assert_eq!(
+            reports, 1,
+            "webhook {id} was reported disabled {reports} times"
+        );
+        let webhook = d.webhooks().get(id).await.expect("get");
+        assert!(matches!(webhook.status, WebhookStatus::Disabled { .. }));
+    }
+    worker.shutdown().await;
+}

@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::signing::{self, SigningSecrets, AQUARIUM_DELIVERY, AQUARIUM_EVENT};
 use crate::transport::{RedactedHeaders, TransportError, TransportErrorKind};
-use crate::webhook::{DeliveryId, SigningKeys, Webhook, WebhookId};
+use crate::webhook::{validate, DeliveryId, SigningKeys, Webhook, WebhookId};
 use crate::EventType;
 
 /// The request a webhook would receive for an event, built without sending it.
@@ -76,6 +76,10 @@ pub(crate) fn secrets_for<'a>(
 /// Every header of one attempt, in a fixed order: content type, user agent, delivery id,
 /// event type, the webhook's custom headers, then the signatures.
 ///
+/// The crate's own headers always win: a custom header whose name is reserved (in any letter
+/// case) or already set is left out. [`CustomHeaders`](crate::webhook::CustomHeaders) cannot
+/// hold such a name; this second check keeps a request intact whatever a store returns.
+///
 /// # Errors
 /// [`TransportErrorKind::InvalidRequest`] when a stored custom header or secret cannot be
 /// used (a custom store returned data the crate's validation would have refused).
@@ -107,9 +111,14 @@ pub(crate) fn headers(
         HeaderValue::from_static(event_type.as_str()),
     );
     for (name, value) in webhook.headers.iter() {
+        if validate::is_reserved(name) {
+            continue;
+        }
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| stored_header_error(name, "name"))?;
-        insert(&mut map, name, value.to_owned())?;
+        if !map.contains_key(&name) {
+            insert(&mut map, name, value.to_owned())?;
+        }
     }
     if let Some(secrets) = secrets_for(webhook, org_keys, at) {
         let signed = signing::signature_headers(
@@ -141,6 +150,72 @@ fn insert(map: &mut HeaderMap, name: HeaderName, value: String) -> Result<(), Tr
 fn stored_header_error(name: &str, what: &str) -> TransportError {
     TransportError::new(
         TransportErrorKind::InvalidRequest,
-        format!("the stored header `{name}` has an invalid {what}; fix it with Webhooks::update"),
+        format!(
+            "the stored header `{}` has an invalid {what}; fix it with Webhooks::update",
+            validate::escaped(name, 64)
+        ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::signing::SignatureSchemes;
+    use crate::webhook::validate::tests::reserved_spellings;
+    use crate::webhook::{CustomHeaders, EventFilter, OrgId, Scope, WebhookStatus};
+
+    fn webhook_with(headers: CustomHeaders) -> Webhook {
+        let now = Utc::now();
+        Webhook {
+            id: WebhookId::new(),
+            org: OrgId::default(),
+            scope: Scope::Organization,
+            url: Url::parse("https://hooks.example.com/x").expect("url"),
+            events: EventFilter::All,
+            status: WebhookStatus::Active,
+            description: None,
+            headers,
+            secret: Some(Secret::generate().expect("random")),
+            schemes: SignatureSchemes::NONE.with(crate::signing::SignatureScheme::HubSignature),
+            created_at: now,
+            updated_at: now,
+            revision: 0,
+        }
+    }
+
+    #[test]
+    fn custom_headers_never_replace_or_duplicate_the_crates_own() {
+        // A webhook as a store could hand back one written before names were checked at the
+        // type: every reserved name, in every spelling, with a forged value.
+        for name in reserved_spellings() {
+            let forged = CustomHeaders::unchecked([(name.as_str(), "forged"), ("x-team", "ml")]);
+            let webhook = webhook_with(forged);
+            let id = DeliveryId::new();
+            let map = headers(
+                &webhook,
+                None,
+                id,
+                EventType::IssueExported,
+                Utc::now(),
+                b"{}",
+            )
+            .expect("builds");
+            for (header, value) in &map {
+                assert_ne!(value.as_bytes(), b"forged", "{name} went out as {header}");
+            }
+            assert_eq!(map.get_all(AQUARIUM_DELIVERY).iter().count(), 1, "{name}");
+            assert_eq!(
+                map.get(AQUARIUM_DELIVERY).and_then(|v| v.to_str().ok()),
+                Some(id.to_string().as_str()),
+                "{name}"
+            );
+            assert_eq!(
+                map.get("content-type").map(|v| v.as_bytes()),
+                Some(&b"application/json"[..])
+            );
+            assert_eq!(map.get("x-team").map(|v| v.as_bytes()), Some(&b"ml"[..]));
+            assert!(map.get("x-hub-signature-256").is_some(), "{name}");
+        }
+    }
 }

@@ -105,13 +105,37 @@ impl ConfigStore for PostgresStore {
             .map_err(|f| self.store_error(f))
     }
 
-    async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
-        match self
-            .write_webhook(&self.inner.sql.update_webhook, webhook)
-            .await?
-        {
-            0 => Err(StoreError::NotFound(webhook.id)),
-            _ => Ok(()),
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        expected_revision: u64,
+    ) -> Result<(), StoreError> {
+        let record = serde_json::to_string(webhook).map_err(|e| self.store_error(e.into()))?;
+        let expected = i64::try_from(expected_revision).unwrap_or(i64::MAX);
+        let rows = self
+            .config_rows(
+                &self.inner.sql.update_webhook,
+                &[
+                    &webhook.id.to_string(),
+                    &webhook.org.to_string(),
+                    &webhook.scope.project(),
+                    &webhook.status.is_active(),
+                    &record,
+                    &expected,
+                ],
+            )
+            .await?;
+        let counts = rows
+            .first()
+            .map(|r| {
+                Ok::<_, tokio_postgres::Error>((r.try_get::<_, i64>(0)?, r.try_get::<_, i64>(1)?))
+            })
+            .transpose()
+            .map_err(|e| self.store_error(e.into()))?;
+        match counts {
+            Some((updated, _)) if updated > 0 => Ok(()),
+            Some((_, existing)) if existing > 0 => Err(StoreError::Stale(webhook.id)),
+            _ => Err(StoreError::NotFound(webhook.id)),
         }
     }
 

@@ -3,6 +3,8 @@
 
 use tokio_postgres::error::SqlState;
 
+use crate::error::chain;
+
 use crate::queue::QueueError;
 use crate::store::StoreError;
 use crate::webhook::DeliveryId;
@@ -119,15 +121,16 @@ impl Failure {
                 );
             }
         }
+        let cause = chain(self);
         match self {
             Self::Pool(_) | Self::NoConnection(_) => {
-                "PostgreSQL is unreachable (no pooled connection)".to_owned()
+                format!("PostgreSQL is unreachable (no pooled connection): {cause}")
             }
             Self::Db(e) if e.is_closed() || e.code().is_none() => {
-                "PostgreSQL connection failed".to_owned()
+                format!("PostgreSQL connection failed: {cause}")
             }
-            Self::Interrupted(_) => "PostgreSQL connection failed".to_owned(),
-            _ => "PostgreSQL".to_owned(),
+            Self::Interrupted(_) => format!("PostgreSQL connection failed: {cause}"),
+            _ => format!("PostgreSQL: {cause}"),
         }
     }
 

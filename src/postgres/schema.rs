@@ -2,13 +2,16 @@
 //! configured schema name written in.
 
 use super::PostgresError;
+use crate::webhook::validate::reserved_header_sql;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`. `{s}` is the
-/// schema, `{channel}` the `NOTIFY` channel.
-const MIGRATIONS: [&str; 1] = [r#"
+/// schema, `{channel}` the `NOTIFY` channel, `{reserved}` the condition that a header name
+/// `h.key` is reserved.
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE {s}.webhooks (
     id      text PRIMARY KEY,
     org     text NOT NULL,
@@ -133,7 +136,18 @@ BEGIN
         WHERE id = p_id;
     END IF;
 END $$;
-"#];
+"#,
+    r#"
+-- Custom headers are checked at the type from version 2 on: names in lower case, none of the
+-- crate's own. Records written before keep what still passes; reserved names are dropped
+-- (the request never carries them again).
+UPDATE {s}.webhooks w SET record = jsonb_set(w.record, '{headers}', coalesce((
+    SELECT jsonb_object_agg(lower(h.key), h.value)
+    FROM jsonb_each(w.record->'headers') AS h
+    WHERE NOT ({reserved})), '{}'::jsonb))
+WHERE jsonb_typeof(w.record->'headers') = 'object';
+"#,
+];
 
 /// Refuses schema names that would need quoting (or could inject SQL).
 pub(super) fn check_name(schema: &str) -> Result<(), PostgresError> {
@@ -161,6 +175,7 @@ pub(super) fn channel(schema: &str) -> String {
 fn render(sql: &str, schema: &str) -> String {
     sql.replace("{s}", schema)
         .replace("{channel}", &channel(schema))
+        .replace("{reserved}", &reserved_header_sql("h.key"))
 }
 
 /// The schema's version, `None` when it has no migrations table.
@@ -350,11 +365,15 @@ impl Statements {
             webhook_with_keys: r("SELECT w.record::text, k.record::text
                 FROM {s}.webhooks w LEFT JOIN {s}.signing_keys k ON k.org = w.org
                 WHERE w.id = $1"),
+            // A compare-and-set on the record's revision. Under concurrent updates PostgreSQL
+            // re-checks the condition against the row the winner committed, so one wins.
             update_webhook: r("WITH w AS (
                     UPDATE {s}.webhooks
                     SET org = $2, project = $3, active = $4, record = $5::text::jsonb
-                    WHERE id = $1 RETURNING 1)
-                SELECT count(*) FROM w"),
+                    WHERE id = $1 AND coalesce((record->>'revision')::bigint, 0) = $6
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM w),
+                       (SELECT count(*) FROM {s}.webhooks WHERE id = $1)"),
             delete_webhook: r(
                 "WITH w AS (DELETE FROM {s}.webhooks WHERE id = $1 RETURNING 1)
                 SELECT count(*) FROM w",

@@ -2,9 +2,10 @@
 //! listings and subscriber lookups filter on.
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::{Failure, SqliteStore};
+use crate::error::chain;
 use crate::store::{ConfigStore, Page, ScopeFilter, StoreError, WebhookQuery};
 use crate::webhook::{OrgId, SigningKeys, Webhook, WebhookId};
 use crate::EventType;
@@ -14,7 +15,8 @@ impl From<Failure> for StoreError {
         match failure {
             Failure::DuplicateWebhook(id) => StoreError::Conflict(id),
             Failure::MissingWebhook(id) => StoreError::NotFound(id),
-            other => StoreError::backend("SQLite", other),
+            Failure::StaleWebhook(id) => StoreError::Stale(id),
+            other => StoreError::backend(format!("SQLite: {}", chain(&other)), other),
         }
     }
 }
@@ -66,19 +68,34 @@ impl ConfigStore for SqliteStore {
             .await?)
     }
 
-    async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        expected_revision: u64,
+    ) -> Result<(), StoreError> {
         let (id, project, active, record) = columns(webhook)?;
         let (org, key) = (webhook.org.to_string(), webhook.id);
+        let expected = i64::try_from(expected_revision).unwrap_or(i64::MAX);
         Ok(self
             .call(move |conn| {
-                let updated = conn.execute(
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let updated = tx.execute(
                     "UPDATE webhooks SET org = ?2, project = ?3, active = ?4, record = ?5
-                     WHERE id = ?1",
-                    params![id, org, project, active, record],
+                     WHERE id = ?1 AND coalesce(json_extract(record, '$.revision'), 0) = ?6",
+                    params![id, org, project, active, record, expected],
                 )?;
                 if updated == 0 {
-                    return Err(Failure::MissingWebhook(key));
+                    let exists = tx
+                        .query_row("SELECT 1 FROM webhooks WHERE id = ?1", [&id], |_| Ok(()))
+                        .optional()?
+                        .is_some();
+                    return Err(if exists {
+                        Failure::StaleWebhook(key)
+                    } else {
+                        Failure::MissingWebhook(key)
+                    });
                 }
+                tx.commit()?;
                 Ok(())
             })
             .await?)

@@ -193,6 +193,8 @@ enum Failure {
     DuplicateWebhook(crate::webhook::WebhookId),
     #[error("webhook {0} does not exist")]
     MissingWebhook(crate::webhook::WebhookId),
+    #[error("webhook {0} was changed since it was read")]
+    StaleWebhook(crate::webhook::WebhookId),
 }
 
 /// A time as stored: microseconds since the Unix epoch.

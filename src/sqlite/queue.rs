@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{from_micros, micros, parsed, Failure, SqliteStore};
+use crate::error::chain;
 use crate::queue::{
     page_limit, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryQueue,
     DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, LeaseId, NewEvent, Next,
@@ -20,7 +21,7 @@ impl From<Failure> for QueueError {
     fn from(failure: Failure) -> Self {
         match failure {
             Failure::DuplicateDelivery(id) => QueueError::Conflict(id),
-            other => QueueError::backend("SQLite", other),
+            other => QueueError::backend(format!("SQLite: {}", chain(&other)), other),
         }
     }
 }
@@ -107,7 +108,7 @@ impl DeliveryQueue for SqliteStore {
     async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError> {
         Ok(self
             .call(move |conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let org = event.org.to_string();
                 if let Some(key) = &event.idempotency_key {
                     let first: Option<String> = tx
@@ -201,7 +202,7 @@ impl DeliveryQueue for SqliteStore {
         let lease = LeaseId::random();
         Ok(self
             .call(move |conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let claimed = tx
                     .prepare_cached(
                         "UPDATE deliveries SET due_at = ?1, lease = ?2
@@ -257,7 +258,7 @@ impl DeliveryQueue for SqliteStore {
         let id = delivery.to_string();
         Ok(self
             .call(move |conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let found: Option<(String, String, Option<i64>)> = tx
                     .prepare_cached(
                         "SELECT webhook_id, status, lease FROM deliveries WHERE id = ?1",

@@ -6,12 +6,15 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::SqliteError;
+use crate::webhook::validate::reserved_header_sql;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// Migration `n` (1-based) takes the schema from version `n - 1` to `n`.
-const MIGRATIONS: [&str; 1] = [r"
+/// Migration `n` (1-based) takes the schema from version `n - 1` to `n`. `{reserved}` is the
+/// condition that a header name `h.key` is reserved.
+const MIGRATIONS: [&str; 2] = [
+    r"
 CREATE TABLE webhooks (
     id      TEXT PRIMARY KEY,
     org     TEXT NOT NULL,
@@ -70,7 +73,18 @@ CREATE TABLE endpoint_health (
     webhook_id    TEXT PRIMARY KEY,
     failing_since INTEGER NOT NULL
 );
-"];
+",
+    r"
+-- Custom headers are checked at the type from version 2 on: names in lower case, none of the
+-- crate's own. Records written before keep what still passes; reserved names are dropped
+-- (the request never carries them again).
+UPDATE webhooks SET record = json_set(record, '$.headers', json((
+    SELECT json_group_object(lower(h.key), h.value)
+    FROM json_each(webhooks.record, '$.headers') AS h
+    WHERE NOT ({reserved}))))
+WHERE json_type(record, '$.headers') = 'object';
+",
+];
 
 /// Opens the file, sets it up and migrates it.
 pub(super) fn open(path: &Path) -> Result<Connection, SqliteError> {
@@ -141,8 +155,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), SqliteError> {
             .ok()
             .and_then(|i| MIGRATIONS.get(i))
             .copied()
-            .unwrap_or_default();
-        tx.execute_batch(sql).map_err(failed)?;
+            .unwrap_or_default()
+            .replace("{reserved}", &reserved_header_sql("h.key"));
+        tx.execute_batch(&sql).map_err(failed)?;
         tx.pragma_update(None, "user_version", version)
             .map_err(failed)?;
         tx.commit().map_err(failed)?;

@@ -40,6 +40,8 @@ where
     round_trips_every_field(&make().await).await;
     refuses_a_duplicate_id(&make().await).await;
     updates_and_deletes(&make().await).await;
+    updates_only_the_revision_they_read(&make().await).await;
+    concurrent_updates_of_one_revision_have_one_winner(make().await).await;
     pages_in_id_order_without_gaps(&make().await).await;
     filters_by_organization_and_scope(&make().await).await;
     keeps_signing_keys_per_organization(&make().await).await;
@@ -70,6 +72,7 @@ fn webhook(org_name: &str, scope: Scope) -> Webhook {
         schemes: SignatureSchemes::default(),
         created_at: at,
         updated_at: at,
+        revision: 0,
     }
 }
 
@@ -87,7 +90,9 @@ async fn round_trips_every_field(store: &impl ConfigStore) {
     full.description = Some("export to labeling — ünïcode".into());
     full.headers = CustomHeaders::new()
         .with("authorization", "Bearer abc")
-        .with("x-team", "ml");
+        .and_then(|h| h.with("x-team", "ml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    full.revision = 7;
     full.secret = Some(Secret::parse("labelbox-style-secret").unwrap_or_else(|e| panic!("{e}")));
     full.schemes = SignatureSchemes::NONE.with(SignatureScheme::HubSignature);
     full.updated_at = full.created_at + Duration::seconds(90);
@@ -146,8 +151,9 @@ async fn updates_and_deletes(store: &impl ConfigStore) {
         .unwrap_or_else(|e| panic!("updates_and_deletes: insert: {e}"));
     w.status = WebhookStatus::Inactive;
     w.url = url::Url::parse("https://hooks.example.com/v2").unwrap_or_else(|e| panic!("{e}"));
+    w.revision = 1;
     store
-        .update_webhook(&w)
+        .update_webhook(&w, 0)
         .await
         .unwrap_or_else(|e| panic!("updates_and_deletes: update: {e}"));
     let got = store
@@ -161,7 +167,7 @@ async fn updates_and_deletes(store: &impl ConfigStore) {
     );
 
     let ghost = webhook("acme", project("p"));
-    let result = store.update_webhook(&ghost).await;
+    let result = store.update_webhook(&ghost, 0).await;
     assert!(
         matches!(result, Err(StoreError::NotFound(id)) if id == ghost.id),
         "updates_and_deletes: updating an unknown webhook should be NotFound, got {result:?}"
@@ -196,6 +202,102 @@ async fn updates_and_deletes(store: &impl ConfigStore) {
     assert!(
         gone.is_none(),
         "updates_and_deletes: a deleted webhook is still returned"
+    );
+}
+
+async fn updates_only_the_revision_they_read(store: &impl ConfigStore) {
+    let name = "updates_only_the_revision_they_read";
+    let w = webhook("acme", project("p"));
+    store
+        .insert_webhook(&w)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: insert: {e}"));
+    let mut user = w.clone();
+    user.url = url::Url::parse("https://hooks.example.com/user").unwrap_or_else(|e| panic!("{e}"));
+    user.revision = 1;
+    store
+        .update_webhook(&user, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: the first update: {e}"));
+    // A writer that read revision 0 (a worker disabling the endpoint) comes second.
+    let mut late = w.clone();
+    late.status = WebhookStatus::Inactive;
+    late.revision = 1;
+    let result = store.update_webhook(&late, 0).await;
+    assert!(
+        matches!(result, Err(StoreError::Stale(id)) if id == w.id),
+        "{name}: an update of a revision no longer stored should be Stale, got {result:?}"
+    );
+    assert!(
+        result.as_ref().is_err_and(StoreError::is_retryable),
+        "{name}: Stale should say it is retryable"
+    );
+    let kept = store
+        .get_webhook(&w.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        kept.as_ref(),
+        Some(&user),
+        "{name}: a stale update overwrote the newer one"
+    );
+    let mut next = user.clone();
+    next.description = Some("second change".into());
+    next.revision = 2;
+    store
+        .update_webhook(&next, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: an update of the stored revision: {e}"));
+}
+
+async fn concurrent_updates_of_one_revision_have_one_winner<S: ConfigStore>(store: S) {
+    let name = "concurrent_updates_of_one_revision_have_one_winner";
+    let w = webhook("acme", project("p"));
+    store
+        .insert_webhook(&w)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: insert: {e}"));
+    let writers: Vec<Webhook> = (0..4)
+        .map(|i| {
+            let mut changed = w.clone();
+            changed.description = Some(format!("writer {i}"));
+            changed.revision = 1;
+            changed
+        })
+        .collect();
+    let (a, b, c, d) = tokio::join!(
+        store.update_webhook(&writers[0], 0),
+        store.update_webhook(&writers[1], 0),
+        store.update_webhook(&writers[2], 0),
+        store.update_webhook(&writers[3], 0),
+    );
+    let results = [a, b, c, d];
+    let won: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "{name}: {} writers won: {results:?}",
+        won.len()
+    );
+    for result in &results {
+        assert!(
+            matches!(result, Ok(()) | Err(StoreError::Stale(_))),
+            "{name}: a loser should be Stale, got {result:?}"
+        );
+    }
+    let stored = store
+        .get_webhook(&w.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        stored.as_ref(),
+        won.first().and_then(|i| writers.get(*i)),
+        "{name}: the stored webhook is not the winner's"
     );
 }
 

@@ -56,12 +56,17 @@ impl ConfigStore for MemoryStore {
         Ok(self.read(|s| s.webhooks.get(id).cloned()))
     }
 
-    async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        expected_revision: u64,
+    ) -> Result<(), StoreError> {
         self.write(|s| match s.webhooks.get_mut(&webhook.id) {
-            Some(stored) => {
+            Some(stored) if stored.revision == expected_revision => {
                 *stored = webhook.clone();
                 Ok(())
             }
+            Some(_) => Err(StoreError::Stale(webhook.id)),
             None => Err(StoreError::NotFound(webhook.id)),
         })
     }

@@ -36,11 +36,21 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
     /// The webhook with `id`, if any.
     async fn get_webhook(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError>;
 
-    /// Replaces a stored webhook with `webhook` (same id).
+    /// Replaces the stored webhook with `webhook` (same id) if, and only if, the stored one is
+    /// still at `expected_revision`: a compare-and-set, atomic with respect to every other
+    /// write. Callers read a webhook, change it, set `revision` to `expected_revision + 1` and
+    /// write it back; a writer that lost the race is told so instead of undoing the winner's
+    /// change (a user's URL change, a worker's disable). A stored record without a revision
+    /// (written before revisions existed) is at revision 0.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] when there is none to replace.
-    async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
+    /// [`StoreError::NotFound`] when there is none to replace; [`StoreError::Stale`] when the
+    /// stored webhook is at another revision (nothing is written).
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        expected_revision: u64,
+    ) -> Result<(), StoreError>;
 
     /// Deletes a webhook; `false` when there was none.
     async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError>;
@@ -201,6 +211,10 @@ pub enum StoreError {
     /// A record with the same id exists.
     #[error("webhook {0} already exists")]
     Conflict(WebhookId),
+    /// The webhook was changed by another writer since it was read: read it again, apply
+    /// the change again, and retry.
+    #[error("webhook {0} was changed by someone else since it was read; read it again and retry the change")]
+    Stale(WebhookId),
     /// The backend failed (database unreachable, I/O, corrupt record).
     #[error("the config store failed: {message}")]
     Backend {
@@ -213,6 +227,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether trying again may succeed: a [`Stale`](Self::Stale) write (after reading the
+    /// webhook again) or a backend failure (the database may come back).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Stale(_) | Self::Backend { .. })
+    }
+
     /// A backend failure with its cause, for store implementations.
     pub fn backend(
         message: impl Into<String>,

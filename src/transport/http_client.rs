@@ -13,6 +13,7 @@ use url::Host;
 
 use super::guard::{AddressPolicy, BlockedAddress};
 use super::{Transport, TransportError, TransportErrorKind, TransportRequest, TransportResponse};
+use crate::error::{causes, chain};
 
 /// The default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -278,34 +279,6 @@ fn classify(error: reqwest::Error) -> TransportError {
         TransportErrorKind::Other
     };
     TransportError::new(kind, message).with_source(error)
-}
-
-/// An error and every cause under it. An `io::Error`'s `source()` skips the error it wraps
-/// (where rustls and hyper put theirs), so this descends into the wrapped error instead.
-fn causes<'a>(
-    error: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(error), |&e: &&'a (dyn StdError + 'static)| match e
-        .downcast_ref::<std::io::Error>()
-    {
-        Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
-        None => e.source(),
-    })
-}
-
-/// An error and its causes, joined: reqwest's own message alone rarely says what happened.
-fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = String::new();
-    for e in causes(error) {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&part);
-        }
-    }
-    text
 }
 
 #[cfg(test)]

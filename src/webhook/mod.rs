@@ -118,7 +118,31 @@ impl WebhookStatus {
 
 /// Extra headers a user asked to be sent with every request of a webhook (an API key for
 /// their gateway, say). Values may be credentials, so `Debug` shows names only.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A value of this type only ever holds valid headers: every way to make one — [`with`],
+/// [`insert`], [`from_pairs`], deserializing — checks each header with
+/// [`validate::header`] (a valid HTTP name that is not one of the crate's own
+/// [`RESERVED_HEADERS`](validate::RESERVED_HEADERS), in any letter case; a value without line
+/// breaks) and keeps at most [`MAX_CUSTOM_HEADERS`](validate::MAX_CUSTOM_HEADERS). Names are
+/// stored in lower case.
+///
+/// ```
+/// use dataops_webhooks::webhook::{CustomHeaders, WebhookError};
+///
+/// let headers = CustomHeaders::new().with("Authorization", "Bearer gateway-key")?;
+/// assert_eq!(headers.iter().next(), Some(("authorization", "Bearer gateway-key")));
+///
+/// // The crate's own headers cannot be replaced, however they are spelled or made.
+/// assert!(matches!(CustomHeaders::new().with("Content-Length", "0"), Err(WebhookError::ReservedHeader(_))));
+/// let parsed: Result<CustomHeaders, _> = serde_json::from_str(r#"{"X-Aquarium-Delivery": "dlv_forged"}"#);
+/// assert!(parsed.is_err());
+/// # Ok::<(), WebhookError>(())
+/// ```
+///
+/// [`with`]: Self::with
+/// [`insert`]: Self::insert
+/// [`from_pairs`]: Self::from_pairs
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct CustomHeaders(BTreeMap<String, String>);
 
@@ -128,13 +152,65 @@ impl CustomHeaders {
         Self::default()
     }
 
-    /// Adds or replaces a header; the name is stored in lower case. Validated when the
-    /// webhook is created or updated.
-    #[must_use]
-    pub fn with(mut self, name: impl AsRef<str>, value: impl Into<String>) -> Self {
-        self.0
-            .insert(name.as_ref().to_ascii_lowercase(), value.into());
-        self
+    /// These headers and one more (replacing one of the same name).
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert).
+    pub fn with(
+        mut self,
+        name: impl AsRef<str>,
+        value: impl Into<String>,
+    ) -> Result<Self, WebhookError> {
+        self.insert(name, value)?;
+        Ok(self)
+    }
+
+    /// Adds a header, or replaces the one of the same name (letter case aside).
+    ///
+    /// # Errors
+    /// [`WebhookError::ReservedHeader`] or [`WebhookError::InvalidHeader`] from
+    /// [`validate::header`]; [`WebhookError::TooManyHeaders`] past
+    /// [`MAX_CUSTOM_HEADERS`](validate::MAX_CUSTOM_HEADERS). A refused header changes nothing.
+    pub fn insert(
+        &mut self,
+        name: impl AsRef<str>,
+        value: impl Into<String>,
+    ) -> Result<(), WebhookError> {
+        let value = value.into();
+        let name = validate::header(name.as_ref(), &value)?;
+        if self.0.len() >= validate::MAX_CUSTOM_HEADERS && !self.0.contains_key(&name) {
+            return Err(WebhookError::TooManyHeaders(self.0.len() + 1));
+        }
+        self.0.insert(name, value);
+        Ok(())
+    }
+
+    /// Headers from `(name, value)` pairs, such as a form's rows or a database's.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert), and [`WebhookError::DuplicateHeader`] when two names
+    /// differ only in letter case (which one was meant is unclear).
+    pub fn from_pairs<I, N, V>(pairs: I) -> Result<Self, WebhookError>
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: AsRef<str>,
+        V: Into<String>,
+    {
+        let mut headers = Self::new();
+        for (name, value) in pairs {
+            let value = value.into();
+            let lower = validate::header(name.as_ref(), &value)?;
+            if headers.0.contains_key(&lower) {
+                return Err(WebhookError::DuplicateHeader(lower));
+            }
+            headers.insert(lower, value)?;
+        }
+        Ok(headers)
+    }
+
+    /// The value of a header, by name in any letter case.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 
     /// The headers as `(name, value)`, names in lower case, sorted.
@@ -151,12 +227,23 @@ impl CustomHeaders {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Headers as they were before validation: only for tests of the send-time guard.
+    #[cfg(test)]
+    pub(crate) fn unchecked<const N: usize>(pairs: [(&str, &str); N]) -> Self {
+        Self(
+            pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
 }
 
-impl<N: AsRef<str>, V: Into<String>> FromIterator<(N, V)> for CustomHeaders {
-    fn from_iter<T: IntoIterator<Item = (N, V)>>(iter: T) -> Self {
-        iter.into_iter()
-            .fold(Self::new(), |headers, (n, v)| headers.with(n, v))
+impl<'de> Deserialize<'de> for CustomHeaders {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs = BTreeMap::<String, String>::deserialize(d)?;
+        Self::from_pairs(pairs).map_err(serde::de::Error::custom)
     }
 }
 
@@ -201,6 +288,12 @@ pub struct Webhook {
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
     pub updated_at: DateTime<Utc>,
+    /// How many times it was changed: each update writes `revision + 1`, and a store only
+    /// accepts it over the revision it was read at (see
+    /// [`ConfigStore::update_webhook`](crate::store::ConfigStore::update_webhook)), so two
+    /// writers never undo each other. Records stored before it existed read as 0.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Webhook {
@@ -244,6 +337,8 @@ pub struct NewWebhook {
     pub secret: Option<Secret>,
     /// How requests are signed (default: shared secret + Standard Webhooks).
     pub schemes: SignatureSchemes,
+    /// The first header [`header`](Self::header) refused, reported by `create`.
+    header_error: Option<WebhookError>,
 }
 
 impl NewWebhook {
@@ -260,6 +355,7 @@ impl NewWebhook {
             headers: CustomHeaders::new(),
             secret: None,
             schemes: SignatureSchemes::default(),
+            header_error: None,
         }
     }
 
@@ -291,10 +387,21 @@ impl NewWebhook {
         self
     }
 
-    /// Adds a custom header.
+    /// Adds a custom header. Like every setter it never fails: a header
+    /// [`CustomHeaders::insert`] refuses is reported by
+    /// [`Webhooks::create`](crate::Webhooks::create) (and nothing is created).
     #[must_use]
     pub fn header(mut self, name: impl AsRef<str>, value: impl Into<String>) -> Self {
-        self.headers = self.headers.with(name, value);
+        if let Err(error) = self.headers.insert(name, value) {
+            self.header_error.get_or_insert(error);
+        }
+        self
+    }
+
+    /// Sets every custom header at once, replacing any added before.
+    #[must_use]
+    pub fn headers(mut self, headers: CustomHeaders) -> Self {
+        self.headers = headers;
         self
     }
 
@@ -490,7 +597,9 @@ mod tests {
 
     #[test]
     fn custom_header_values_are_redacted_in_debug() {
-        let headers = CustomHeaders::new().with("Authorization", "Bearer sk_live_123");
+        let headers = CustomHeaders::new()
+            .with("Authorization", "Bearer sk_live_123")
+            .expect("valid");
         let shown = format!("{headers:?}");
         assert!(shown.contains("authorization"), "{shown}");
         assert!(!shown.contains("sk_live_123"), "{shown}");

@@ -4,7 +4,9 @@ use std::net::IpAddr;
 
 use url::{Host, Url};
 
-use super::{CustomHeaders, EventFilter, NewWebhook, Scope};
+#[cfg(doc)]
+use super::CustomHeaders;
+use super::{EventFilter, NewWebhook, Scope};
 use crate::secret::Secret;
 use crate::signing::{SignatureScheme, SignatureSchemes};
 use crate::transport::guard::{AddressPolicy, BlockedRange};
@@ -22,7 +24,12 @@ pub const MAX_DESCRIPTION_LEN: usize = 1000;
 pub const MAX_PROJECT_LEN: usize = 256;
 
 /// Header names the crate writes itself, or that would break the request: a custom header may
-/// not use them. Names ending in `-` are prefixes.
+/// not use them, in any letter case. Names ending in `-` are prefixes.
+///
+/// Every signature header of every scheme is here, whether or not a webhook uses that scheme,
+/// so a custom header can never pose as a signature. The transport's own headers (length,
+/// host, framing) are here because replacing them would change what the endpoint receives:
+/// a custom `Content-Length: 0` would send an empty body that is then logged as delivered.
 pub const RESERVED_HEADERS: &[&str] = &[
     "content-type",
     "content-length",
@@ -69,7 +76,7 @@ pub enum WebhookError {
         len: usize,
     },
     /// The URL's host is an address the address guard refuses.
-    #[error("the webhook URL points at {host}, a {range} address, which deliveries may not reach; use a public address, or allow private targets in the address policy for on-premise installs")]
+    #[error("the webhook URL points at {host}, in the {range} range, which deliveries may not reach; use a public address, or allow private targets in the address policy for on-premise installs")]
     BlockedAddress {
         /// The host as written.
         host: String,
@@ -87,17 +94,20 @@ pub enum WebhookError {
     /// The test event in a filter.
     #[error("`webhook-test` cannot be subscribed to: send_test reaches a webhook whatever it subscribes to")]
     TestEventNotSubscribable,
-    /// A custom header with a name the crate writes itself.
-    #[error("the header `{0}` is set by the webhook engine and cannot be overridden")]
+    /// A custom header with a name the crate writes itself (see [`RESERVED_HEADERS`]).
+    #[error("the header `{0}` is set by the webhook engine and cannot be used as a custom header; choose another name")]
     ReservedHeader(String),
     /// A custom header that is not valid HTTP.
     #[error("invalid custom header `{name}`: {reason}")]
     InvalidHeader {
-        /// The header's name (cut short).
+        /// The header's name, cut short, with control characters escaped.
         name: String,
         /// What is wrong.
         reason: &'static str,
     },
+    /// Two custom headers whose names differ only in letter case.
+    #[error("the custom header `{0}` is given twice (header names ignore letter case); keep one")]
+    DuplicateHeader(String),
     /// More than [`MAX_CUSTOM_HEADERS`] custom headers.
     #[error("a webhook may have at most {MAX_CUSTOM_HEADERS} custom headers, not {0}")]
     TooManyHeaders(usize),
@@ -120,7 +130,9 @@ pub fn new_webhook(new: &NewWebhook, policy: &AddressPolicy) -> Result<Url, Webh
     let url = url(&new.url, policy)?;
     scope(&new.scope)?;
     event_filter(&new.events)?;
-    headers(&new.headers)?;
+    if let Some(error) = &new.header_error {
+        return Err(error.clone());
+    }
     description(new.description.as_deref())?;
     secret_fits(new.secret.as_ref(), new.schemes)?;
     Ok(url)
@@ -209,45 +221,74 @@ pub fn subscribable(name: &str) -> Result<EventType, WebhookError> {
     }
 }
 
-/// Checks custom headers: valid HTTP, not reserved, at most [`MAX_CUSTOM_HEADERS`].
+/// Checks one custom header and returns its name in lower case: a valid HTTP name that is
+/// not [reserved](RESERVED_HEADERS), and a value of visible ASCII and spaces, at most
+/// [`MAX_HEADER_VALUE_LEN`] bytes. [`CustomHeaders`] runs it on every header it is given, so
+/// a [`CustomHeaders`] value never holds a bad one, however it was made.
 ///
 /// # Errors
-/// See [`WebhookError`].
-pub fn headers(headers: &CustomHeaders) -> Result<(), WebhookError> {
-    if headers.len() > MAX_CUSTOM_HEADERS {
-        return Err(WebhookError::TooManyHeaders(headers.len()));
+/// [`WebhookError::InvalidHeader`] (the name quoted with control characters escaped, the value
+/// never quoted: it may be a credential) or [`WebhookError::ReservedHeader`].
+pub fn header(name: &str, value: &str) -> Result<String, WebhookError> {
+    let invalid = |reason| WebhookError::InvalidHeader {
+        name: escaped(name, 64),
+        reason,
+    };
+    let Ok(parsed) = http::HeaderName::from_bytes(name.as_bytes()) else {
+        return Err(invalid("not a valid header name"));
+    };
+    let lower = parsed.as_str();
+    if is_reserved(lower) {
+        return Err(WebhookError::ReservedHeader(lower.to_owned()));
     }
-    for (name, value) in headers.iter() {
-        let invalid = |reason| WebhookError::InvalidHeader {
-            name: name.chars().take(64).collect(),
-            reason,
-        };
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(invalid("not a valid header name"));
-        }
-        if is_reserved(name) {
-            return Err(WebhookError::ReservedHeader(name.to_owned()));
-        }
-        if value.len() > MAX_HEADER_VALUE_LEN {
-            return Err(invalid("the value is longer than 4096 bytes"));
-        }
-        if http::HeaderValue::from_str(value).is_err() {
-            return Err(invalid(
-                "the value must be visible ASCII or spaces, without line breaks",
-            ));
-        }
+    if value.len() > MAX_HEADER_VALUE_LEN {
+        return Err(invalid("the value is longer than 4096 bytes"));
     }
-    Ok(())
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(invalid(
+            "the value must be visible ASCII or spaces, without line breaks",
+        ));
+    }
+    Ok(lower.to_owned())
 }
 
-fn is_reserved(name: &str) -> bool {
+/// Whether a header name (any letter case) is one of [`RESERVED_HEADERS`].
+pub fn is_reserved(name: &str) -> bool {
     RESERVED_HEADERS.iter().any(|reserved| {
         if reserved.ends_with('-') {
-            name.starts_with(reserved)
+            name.get(..reserved.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(reserved))
         } else {
-            name == *reserved
+            name.eq_ignore_ascii_case(reserved)
         }
     })
+}
+
+/// A SQL condition, the same in SQLite and PostgreSQL, true when the text `expr` is a
+/// reserved header name: what the migrations that clean up stored webhooks match on.
+pub(crate) fn reserved_header_sql(expr: &str) -> String {
+    RESERVED_HEADERS
+        .iter()
+        .map(|reserved| match reserved.strip_suffix('-') {
+            Some(_) => format!("lower({expr}) LIKE '{reserved}%'"),
+            None => format!("lower({expr}) = '{reserved}'"),
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// `text` cut to `max` characters with every control character escaped (`\r`, `\n`,
+/// `\u{..}`): safe to put in an error message or a log line.
+pub(crate) fn escaped(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(max) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Checks a description's length.
@@ -278,7 +319,7 @@ pub fn secret_fits(secret: Option<&Secret>, schemes: SignatureSchemes) -> Result
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn guarded(text: &str) -> Result<Url, WebhookError> {
@@ -349,42 +390,89 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(message.contains("link-local"), "{message}");
+        // Every range reads well after "in the" (no "a IPv4-mapped", "a unspecified").
+        for text in ["http://[::ffff:8.8.8.8]/", "http://0.0.0.0/"] {
+            let message = guarded(text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(message.contains(", in the "), "{message}");
+            assert!(
+                !message.contains(" a IPv4") && !message.contains(" a unspecified"),
+                "{message}"
+            );
+        }
+    }
+
+    /// Every reserved name, in the spellings an attacker would try.
+    pub(crate) fn reserved_spellings() -> Vec<String> {
+        let mut names = Vec::new();
+        for reserved in RESERVED_HEADERS {
+            let name = match reserved.strip_suffix('-') {
+                Some(prefix) => format!("{prefix}-Anything"),
+                None => (*reserved).to_owned(),
+            };
+            let title: String = name
+                .split('-')
+                .map(|part| {
+                    let mut chars = part.chars();
+                    chars
+                        .next()
+                        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+                .join("-");
+            names.push(name.to_ascii_lowercase());
+            names.push(name.to_ascii_uppercase());
+            names.push(title);
+        }
+        names
     }
 
     #[test]
-    fn headers_are_checked() {
-        let ok = CustomHeaders::new()
-            .with("Authorization", "Bearer abc")
-            .with("x-team", "ml");
-        assert_eq!(headers(&ok), Ok(()));
-        for reserved in [
-            "Content-Type",
-            "user-agent",
-            "X-Aquarium-Secret",
-            "x-aquarium-anything",
-            "webhook-signature",
-            "X-Hub-Signature-256",
-            "proxy-authorization",
-            "host",
-        ] {
-            let h = CustomHeaders::new().with(reserved, "v");
+    fn every_reserved_name_is_refused_in_every_letter_case() {
+        for name in reserved_spellings() {
             assert!(
-                matches!(headers(&h), Err(WebhookError::ReservedHeader(_))),
-                "{reserved}"
+                matches!(header(&name, "v"), Err(WebhookError::ReservedHeader(_))),
+                "{name}"
             );
+            assert!(is_reserved(&name), "{name}");
         }
-        let bad_name = CustomHeaders::new().with("bad name", "v");
+        for fine in ["authorization", "X-Team", "x-aquarium", "webhook", "proxy"] {
+            assert_eq!(header(fine, "v"), Ok(fine.to_ascii_lowercase()), "{fine}");
+        }
+    }
+
+    #[test]
+    fn bad_names_and_values_are_refused_and_quoted_safely() {
         assert!(matches!(
-            headers(&bad_name),
+            header("bad name", "v"),
             Err(WebhookError::InvalidHeader { .. })
         ));
-        let injection = CustomHeaders::new().with("x-ok", "a\r\nx-evil: 1");
-        assert!(matches!(
-            headers(&injection),
-            Err(WebhookError::InvalidHeader { .. })
-        ));
-        let many: CustomHeaders = (0..21).map(|i| (format!("x-h{i}"), "v")).collect();
-        assert_eq!(headers(&many), Err(WebhookError::TooManyHeaders(21)));
+        let err = header("x-evil\r\nInjected: 1", "v").err();
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("x-evil\\r\\nInjected"), "{message}");
+        assert!(
+            !message.contains('\r') && !message.contains('\n'),
+            "{message}"
+        );
+        let err = header("x-ok", "a\r\nx-evil: 1").err();
+        assert!(matches!(err, Some(WebhookError::InvalidHeader { .. })));
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            !message.contains("x-evil"),
+            "values are never quoted: {message}"
+        );
+        assert!(header("x-big", &"v".repeat(MAX_HEADER_VALUE_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn the_sql_condition_names_every_reserved_header() {
+        let sql = reserved_header_sql("k");
+        for reserved in RESERVED_HEADERS {
+            assert!(sql.contains(reserved), "{reserved}: {sql}");
+        }
     }
 
     #[test]

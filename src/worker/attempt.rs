@@ -6,8 +6,9 @@ use super::{HostEvent, Worker};
 use crate::dispatcher::{judge, AttemptResult, DeliveryOutcome};
 use crate::queue::{failing_too_long, AttemptLog, Claim, Finish, Next};
 use crate::retry::{random_unit, verdict, Verdict};
+use crate::store::StoreError;
 use crate::transport::{TransportError, TransportErrorKind};
-use crate::webhook::{Webhook, WebhookId, WebhookStatus};
+use crate::webhook::{Webhook, WebhookStatus};
 
 impl Worker {
     /// Attempts one claimed delivery and settles it. Never fails: a backend error releases
@@ -21,7 +22,7 @@ impl Worker {
             .await
         {
             Ok(found) => found,
-            Err(error) => return self.backend_failed(&claim, error.to_string()).await,
+            Err(error) => return self.backend_failed(error.to_string()),
         };
         let (webhook, keys) = match found {
             Some((w, keys)) if w.status.is_active() => (w, keys),
@@ -103,7 +104,7 @@ impl Worker {
         }
         if verdict == Verdict::Gone {
             let reason = "the endpoint answered 410 Gone: it asked for no more deliveries".into();
-            self.disable(&webhook.id, reason, now).await;
+            self.disable(&webhook, reason, now).await;
         } else if failing_too_long(
             report.failing_since,
             webhook.updated_at,
@@ -113,7 +114,7 @@ impl Worker {
             let days = self.options.health_window.as_secs_f64() / 86_400.0;
             let reason =
                 format!("every delivery failed for {days:.1} days; the last error: {last_error}");
-            self.disable(&webhook.id, reason, now).await;
+            self.disable(&webhook, reason, now).await;
         }
         if report.recovered {
             self.tell(HostEvent::WebhookRecovered {
@@ -159,34 +160,39 @@ impl Worker {
         }
     }
 
-    async fn backend_failed(&self, claim: &Claim, message: String) {
+    /// The store could not say what to send. The claim is kept until its lease expires, so
+    /// a store that keeps failing (down, or a record it cannot read) is retried at the
+    /// lease's pace rather than claimed again at once in a loop.
+    fn backend_failed(&self, message: String) {
         self.tell(HostEvent::BackendError { message });
-        self.release(claim.delivery.id, claim.lease).await;
     }
 
-    /// Disables an active webhook, and says so once.
-    async fn disable(&self, id: &WebhookId, reason: String, now: DateTime<Utc>) {
-        let webhook: Option<Webhook> = match self.inner.store.get_webhook(id).await {
-            Ok(w) => w,
-            Err(error) => {
-                return self.tell(HostEvent::BackendError {
-                    message: error.to_string(),
-                })
-            }
-        };
-        let Some(mut webhook) = webhook.filter(|w| w.status.is_active()) else {
-            return;
-        };
+    /// Disables the webhook this attempt was made with, and says so once.
+    ///
+    /// The write is conditional on the webhook being as the attempt read it: when it changed
+    /// meanwhile (a concurrent attempt disabled it, a user edited, deleted or re-enabled it),
+    /// this decision was made on an outdated configuration and is dropped; the next failure
+    /// decides again. So concurrent failures disable a webhook once, and a worker never undoes
+    /// a user's change.
+    async fn disable(&self, seen: &Webhook, reason: String, now: DateTime<Utc>) {
+        let mut webhook = seen.clone();
         webhook.status = WebhookStatus::Disabled {
             reason: reason.clone(),
             since: now,
         };
         webhook.updated_at = now;
-        match self.inner.store.update_webhook(&webhook).await {
+        webhook.revision = seen.revision.saturating_add(1);
+        match self
+            .inner
+            .store
+            .update_webhook(&webhook, seen.revision)
+            .await
+        {
             Ok(()) => self.tell(HostEvent::WebhookDisabled {
-                webhook_id: *id,
+                webhook_id: seen.id,
                 reason,
             }),
+            Err(StoreError::Stale(_) | StoreError::NotFound(_)) => {}
             Err(error) => self.tell(HostEvent::BackendError {
                 message: error.to_string(),
             }),
