@@ -37,7 +37,16 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
     Duration::from_secs(10 * 3600),
 ];
 
+/// The longest delay the crate schedules: a schedule step and the `Retry-After` limit are cut
+/// to it (30 days), so no configuration can overflow a clock or a duration.
+pub const MAX_DELAY: Duration = Duration::from_secs(30 * 86_400);
+
 /// When to try again, as a value: the schedule, the jitter and the bounds on `Retry-After`.
+///
+/// The fields are private so the bounds always hold: every step and the `Retry-After` limit
+/// are at most [`MAX_DELAY`], and the jitter share is within `0.0..=1.0`. Defaults: the
+/// [`DEFAULT_SCHEDULE`] (eight attempts over about 28 hours), ±20% jitter, `Retry-After`
+/// honoured up to 10 hours.
 ///
 /// ```
 /// use std::time::Duration;
@@ -53,15 +62,9 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
-    /// Delay before attempt `n + 1` after attempt `n` failed is `schedule[n]`; the first entry
-    /// is the first attempt's own delay (zero). Its length is the number of attempts.
-    pub schedule: Vec<Duration>,
-    /// Each delay is moved by up to this share either way (default 0.2: ±20%), so endpoints
-    /// that failed together are not retried in lockstep.
-    pub jitter: f64,
-    /// The longest `Retry-After` honoured (default 10 h, the schedule's longest step); a longer
-    /// one is cut to this.
-    pub max_retry_after: Duration,
+    schedule: Vec<Duration>,
+    jitter: f64,
+    max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -71,13 +74,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// A policy with this schedule (at least one attempt is always made), ±20% jitter and
-    /// `Retry-After` honoured up to 10 hours.
+    /// A policy with this schedule, ±20% jitter and `Retry-After` honoured up to 10 hours.
+    ///
+    /// The delay before attempt `n + 1`, after attempt `n` failed, is `schedule[n]`; the first
+    /// entry is the first attempt's own delay (zero). Its length is the number of attempts (at
+    /// least one is always made). Steps longer than [`MAX_DELAY`] are cut to it.
     pub fn new(schedule: Vec<Duration>) -> Self {
         let schedule = if schedule.is_empty() {
             vec![Duration::ZERO]
         } else {
-            schedule
+            schedule.into_iter().map(|d| d.min(MAX_DELAY)).collect()
         };
         Self {
             schedule,
@@ -86,7 +92,8 @@ impl RetryPolicy {
         }
     }
 
-    /// Sets the jitter share, clamped to 0.0..=1.0.
+    /// Sets the jitter share, clamped to 0.0..=1.0 (default 0.2: each delay moves by up to
+    /// ±20%, so endpoints that failed together are not retried in lockstep).
     #[must_use]
     pub fn jitter(mut self, share: f64) -> Self {
         self.jitter = if share.is_finite() {
@@ -97,11 +104,27 @@ impl RetryPolicy {
         self
     }
 
-    /// Sets the longest `Retry-After` honoured.
+    /// Sets the longest `Retry-After` honoured (default 10 h, the schedule's longest step; at
+    /// most [`MAX_DELAY`]); a longer one is cut to this.
     #[must_use]
     pub fn max_retry_after(mut self, limit: Duration) -> Self {
-        self.max_retry_after = limit;
+        self.max_retry_after = limit.min(MAX_DELAY);
         self
+    }
+
+    /// The schedule: the delay before each attempt after the previous one failed.
+    pub fn schedule(&self) -> &[Duration] {
+        &self.schedule
+    }
+
+    /// The jitter share, within `0.0..=1.0`.
+    pub fn jitter_share(&self) -> f64 {
+        self.jitter
+    }
+
+    /// The longest `Retry-After` honoured.
+    pub fn retry_after_limit(&self) -> Duration {
+        self.max_retry_after
     }
 
     /// How many attempts a delivery gets in all.
@@ -129,9 +152,22 @@ impl RetryPolicy {
             0.5
         };
         let factor = 1.0 + self.jitter * (2.0 * random - 1.0);
-        let jittered = step.mul_f64(factor.max(0.0));
+        // Steps are at most MAX_DELAY and the factor at most 2, so this cannot overflow; a
+        // result that could not be represented is cut to the bound rather than a panic.
+        let jittered = Duration::try_from_secs_f64(step.as_secs_f64() * factor.max(0.0))
+            .unwrap_or(MAX_DELAY)
+            .min(MAX_DELAY.saturating_mul(2));
         let asked = retry_after.map_or(Duration::ZERO, |d| d.min(self.max_retry_after));
         Some(jittered.max(asked))
+    }
+
+    /// When an attempt `delay` after `now` is due: never before `now`, and the latest time
+    /// the clock can hold rather than an overflow.
+    pub fn due_at(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+        chrono::TimeDelta::from_std(delay)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 
@@ -270,6 +306,41 @@ mod tests {
         assert_eq!(
             policy.next_delay(8, Some(Duration::from_secs(1)), 0.5),
             None
+        );
+    }
+
+    #[test]
+    fn no_configuration_or_endpoint_can_overflow_the_arithmetic() {
+        let huge = RetryPolicy::new(vec![Duration::ZERO, Duration::MAX, Duration::MAX])
+            .max_retry_after(Duration::MAX)
+            .jitter(f64::INFINITY);
+        assert_eq!(huge.schedule()[1], MAX_DELAY);
+        assert_eq!(huge.retry_after_limit(), MAX_DELAY);
+        assert_eq!(huge.jitter_share(), 0.0);
+        let loose = RetryPolicy::new(vec![Duration::ZERO, Duration::MAX]).jitter(1.0);
+        for random in [0.0, 0.5, 1.0, f64::NAN] {
+            let delay = loose
+                .next_delay(1, Some(Duration::MAX), random)
+                .expect("delay");
+            assert!(delay <= MAX_DELAY * 2, "{delay:?}");
+        }
+        assert_eq!(
+            huge.next_delay(1, Some(Duration::MAX), 1.0),
+            Some(MAX_DELAY),
+            "an endpoint's huge Retry-After is cut, not a panic"
+        );
+        let now = at("2026-10-21T07:28:00Z");
+        assert_eq!(
+            RetryPolicy::due_at(now, MAX_DELAY),
+            now + chrono::Duration::days(30)
+        );
+        assert_eq!(
+            RetryPolicy::due_at(now, Duration::MAX),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            RetryPolicy::due_at(DateTime::<Utc>::MAX_UTC, Duration::from_secs(1)),
+            DateTime::<Utc>::MAX_UTC
         );
     }
 

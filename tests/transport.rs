@@ -146,3 +146,39 @@ async fn a_slow_endpoint_times_out() {
     let err = open().send(req).await.expect_err("timeout");
     assert!(err.is_timeout(), "{err}");
 }
+
+/// A server that reads the request's first bytes, then ends the connection: with a TCP reset
+/// (`SO_LINGER` 0) or a plain close.
+async fn cutting_server(reset: bool) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut start = [0u8; 64];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut start).await;
+            if reset {
+                let _ = socket.set_zero_linger();
+            }
+            drop(socket);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_connection_reset_or_closed_mid_request_is_a_connect_error() {
+    for reset in [true, false] {
+        let addr = cutting_server(reset).await;
+        let err = open()
+            .send(request(&format!("http://{addr}/")))
+            .await
+            .expect_err("no response");
+        assert_eq!(
+            err.kind(),
+            TransportErrorKind::Connect,
+            "reset: {reset}: {err}"
+        );
+    }
+}

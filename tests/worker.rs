@@ -3,6 +3,8 @@
 
 #[path = "common/flaky.rs"]
 mod flaky;
+#[path = "common/server.rs"]
+mod server;
 
 use std::time::Duration;
 
@@ -515,5 +517,138 @@ async fn disables_once(d: WebhookDispatcher) {
         let webhook = d.webhooks().get(id).await.expect("get");
         assert!(matches!(webhook.status, WebhookStatus::Disabled { .. }));
     }
+    worker.shutdown().await;
+}
+
+/// A host transport that panics on its first `panics` sends, then sends for real.
+#[derive(Debug)]
+struct PanicsFirst {
+    left: std::sync::atomic::AtomicUsize,
+    real: dataops_webhooks::transport::HttpTransport,
+}
+
+#[async_trait::async_trait]
+impl dataops_webhooks::transport::Transport for PanicsFirst {
+    async fn send(
+        &self,
+        request: dataops_webhooks::transport::TransportRequest,
+    ) -> Result<
+        dataops_webhooks::transport::TransportResponse,
+        dataops_webhooks::transport::TransportError,
+    > {
+        use std::sync::atomic::Ordering;
+        if self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("a host transport bug");
+        }
+        self.real.send(request).await
+    }
+}
+
+/// More panics than the endpoint's limit: each frees its slot, is reported, and its delivery
+/// is sent once the lease runs out; the endpoint is never left counted as busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_attempt_frees_its_endpoint_and_is_reported() {
+    let server = Flaky::start().await;
+    let transport = PanicsFirst {
+        left: 3.into(),
+        real: dataops_webhooks::transport::HttpTransport::builder()
+            .address_policy(AddressPolicy::allow_private())
+            .build()
+            .expect("transport"),
+    };
+    let d = WebhookDispatcher::builder()
+        .address_policy(AddressPolicy::allow_private())
+        .transport(std::sync::Arc::new(transport))
+        .request_timeout(300 * MS)
+        .build()
+        .expect("dispatcher");
+    let hook = hook(&d, server.url("/ok")).await;
+    let worker = d.start_worker(options().per_endpoint(2).lease(300 * MS));
+    let mut events = worker.events();
+    for n in 0..5 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let records = settled(&d, hook).await;
+    assert_eq!(records.len(), 5);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.status == DeliveryStatus::Succeeded),
+        "{records:?}"
+    );
+    let told = told_until(&mut events, |told| {
+        told.iter()
+            .filter(|e| matches!(e, HostEvent::AttemptPanicked { .. }))
+            .count()
+            >= 3
+    })
+    .await;
+    let panicked = told
+        .iter()
+        .filter(
+            |e| matches!(e, HostEvent::AttemptPanicked { webhook_id, .. } if *webhook_id == hook),
+        )
+        .count();
+    assert_eq!(panicked, 3, "{told:?}");
+    worker.shutdown().await;
+}
+
+/// The attempt log says what happened: a timeout took the time it took, and a 200 whose body
+/// is over the limit is logged with its 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_are_logged_with_their_duration_and_status() {
+    use server::{Reply, TestServer};
+    let slow = TestServer::start(Reply::Slow(Duration::from_secs(3), 200)).await;
+    let flood = TestServer::start(Reply::Big(2 * 1024 * 1024)).await;
+    let d = dispatcher();
+    let slow_hook = hook(&d, slow.url("/")).await;
+    let flood_hook = hook(&d, flood.url("/")).await;
+    let worker = d.start_worker(options());
+    let receipt = d.emit(event(1)).await.expect("emit");
+    let outcomes = receipt.outcomes().await;
+    let log = |webhook: WebhookId| {
+        let d = d.clone();
+        async move {
+            let page = d
+                .deliveries()
+                .list(&DeliveryQuery::new(webhook))
+                .await
+                .expect("list");
+            let attempts = d
+                .deliveries()
+                .attempts(&page.items[0].id)
+                .await
+                .expect("attempts");
+            attempts[0].clone()
+        }
+    };
+    let timed_out = log(slow_hook).await;
+    assert_eq!(
+        timed_out.error_kind.as_deref(),
+        Some("timeout"),
+        "{timed_out:?}"
+    );
+    assert!(
+        timed_out.duration >= 250 * MS && timed_out.duration < Duration::from_secs(3),
+        "a 300 ms timeout is logged as {:?}",
+        timed_out.duration
+    );
+    let too_large = log(flood_hook).await;
+    assert_eq!(
+        too_large.error_kind.as_deref(),
+        Some("response_too_large"),
+        "{too_large:?}"
+    );
+    assert_eq!(too_large.status, Some(200), "{too_large:?}");
+    assert!(too_large.duration > Duration::ZERO, "{too_large:?}");
+    let flood_outcome = outcomes
+        .iter()
+        .find(|o| o.webhook_id == flood_hook)
+        .expect("an outcome");
+    assert_eq!(flood_outcome.status().map(|s| s.as_u16()), Some(200));
     worker.shutdown().await;
 }

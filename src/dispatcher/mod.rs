@@ -481,7 +481,16 @@ impl Inner {
             TransportRequest::new(webhook.url.clone(), headers, body, self.request_timeout)
         });
         let response = match request {
-            Ok(request) => self.transport.send(request).await,
+            Ok(request) => {
+                let started = std::time::Instant::now();
+                self.transport
+                    .send(request)
+                    .await
+                    .map_err(|error| match error.duration() {
+                        Some(_) => error,
+                        None => error.with_duration(started.elapsed()),
+                    })
+            }
             Err(error) => Err(error),
         };
         (attempted_at, response)

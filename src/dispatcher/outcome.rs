@@ -82,13 +82,14 @@ impl DeliveryOutcome {
         matches!(self.result, AttemptResult::Delivered { .. })
     }
 
-    /// The endpoint's status, when it answered.
+    /// The endpoint's status, when it answered (also when the exchange failed after the
+    /// status line, as with a body over the size limit).
     pub fn status(&self) -> Option<StatusCode> {
         match &self.result {
             AttemptResult::Delivered { status, .. } | AttemptResult::Rejected { status, .. } => {
                 Some(*status)
             }
-            AttemptResult::Failed(_) => None,
+            AttemptResult::Failed(error) => error.status(),
         }
     }
 

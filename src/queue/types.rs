@@ -263,6 +263,9 @@ pub struct AttemptLog {
     pub error: Option<String>,
 }
 
+/// The error kind of an attempt the endpoint answered with a status other than 2xx.
+const HTTP_STATUS: &str = "http_status";
+
 impl AttemptLog {
     /// The log entry of an attempt that started at `attempted_at`.
     pub fn of(result: &AttemptResult, attempted_at: DateTime<Utc>) -> Self {
@@ -288,13 +291,13 @@ impl AttemptLog {
                 status: Some(status.as_u16()),
                 duration: *duration,
                 response: body.clone(),
-                error_kind: Some("http_status".into()),
+                error_kind: Some(HTTP_STATUS.into()),
                 error: Some(format!("the endpoint answered {status}")),
             },
             AttemptResult::Failed(error) => Self {
                 attempted_at,
-                status: None,
-                duration: Duration::ZERO,
+                status: error.status().map(|s| s.as_u16()),
+                duration: error.duration().unwrap_or_default(),
                 response: String::new(),
                 error_kind: Some(error.kind().as_str().into()),
                 error: Some(error.message().to_owned()),
@@ -311,15 +314,22 @@ impl AttemptLog {
                 body: self.response.clone(),
                 duration: self.duration,
             },
-            (Some(status), Some(_)) => AttemptResult::Rejected {
+            (Some(status), Some(HTTP_STATUS)) => AttemptResult::Rejected {
                 status,
                 body: self.response.clone(),
                 duration: self.duration,
             },
-            (None, kind) => AttemptResult::Failed(TransportError::new(
-                TransportErrorKind::from_name(kind.unwrap_or_default()),
-                self.error.clone().unwrap_or_default(),
-            )),
+            (status, kind) => {
+                let error = TransportError::new(
+                    TransportErrorKind::from_name(kind.unwrap_or_default()),
+                    self.error.clone().unwrap_or_default(),
+                )
+                .with_duration(self.duration);
+                AttemptResult::Failed(match status {
+                    Some(status) => error.with_status(status),
+                    None => error,
+                })
+            }
         }
     }
 

@@ -157,7 +157,12 @@ impl HttpTransport {
     async fn read_body(&self, mut response: reqwest::Response) -> Result<Bytes, TransportError> {
         let mut excerpt = BytesMut::new();
         let mut total = 0usize;
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        let status = response.status();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| classify(e).with_status(status))?
+        {
             total += chunk.len();
             if total > self.max_response_bytes {
                 return Err(TransportError::new(
@@ -167,7 +172,8 @@ impl HttpTransport {
                         response.status(),
                         self.max_response_bytes
                     ),
-                ));
+                )
+                .with_status(response.status()));
             }
             let room = self.excerpt_bytes.saturating_sub(excerpt.len());
             excerpt.extend_from_slice(&chunk[..room.min(chunk.len())]);
@@ -197,6 +203,15 @@ impl Transport for HttpTransport {
             started.elapsed(),
         ))
     }
+}
+
+/// Whether an I/O error means the endpoint ended the connection before answering.
+fn is_cut(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected
+    )
 }
 
 /// Resolves names with the system resolver and refuses them when any address is blocked.
@@ -254,6 +269,7 @@ fn blocked_error(refused: BlockedAddress) -> TransportError {
 fn classify(error: reqwest::Error) -> TransportError {
     let mut tls = false;
     let mut dns = None;
+    let mut cut = false;
     for e in causes(&error) {
         if let Some(refused) = e.downcast_ref::<BlockedAddress>() {
             return blocked_error(refused.clone());
@@ -262,6 +278,11 @@ fn classify(error: reqwest::Error) -> TransportError {
             dns = Some(e.to_string());
         }
         tls |= e.is::<rustls::Error>();
+        cut |= e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| is_cut(io.kind()))
+            || e.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_incomplete_message);
     }
     if let Some(message) = dns {
         return TransportError::new(TransportErrorKind::Dns, message).with_source(error);
@@ -271,7 +292,7 @@ fn classify(error: reqwest::Error) -> TransportError {
         TransportErrorKind::Timeout
     } else if tls {
         TransportErrorKind::Tls
-    } else if error.is_connect() {
+    } else if error.is_connect() || cut {
         TransportErrorKind::Connect
     } else if error.is_builder() || error.is_request() && error.url().is_none() {
         TransportErrorKind::InvalidRequest

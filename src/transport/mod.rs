@@ -109,7 +109,8 @@ impl TransportResponse {
 pub enum TransportErrorKind {
     /// No complete response within the timeout.
     Timeout,
-    /// The connection was refused, reset or could not be made.
+    /// The connection could not be made (refused, unreachable), or the endpoint reset or
+    /// closed it before answering.
     Connect,
     /// The host name did not resolve.
     Dns,
@@ -170,6 +171,8 @@ impl fmt::Display for TransportErrorKind {
 pub struct TransportError {
     kind: TransportErrorKind,
     message: String,
+    status: Option<StatusCode>,
+    duration: Option<Duration>,
     #[source]
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
@@ -180,8 +183,36 @@ impl TransportError {
         Self {
             kind,
             message: message.into(),
+            status: None,
+            duration: None,
             source: None,
         }
+    }
+
+    /// Records the status the endpoint answered with, when it answered before the exchange
+    /// failed (a 200 whose body is over the limit, say).
+    #[must_use]
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Records how long the exchange ran before it failed.
+    #[must_use]
+    pub fn with_duration(mut self, duration: Duration) -> Self {
+        self.duration = Some(duration);
+        self
+    }
+
+    /// The status the endpoint answered with before the exchange failed, if it did.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+
+    /// How long the exchange ran before it failed, when the sender measured it (the
+    /// dispatcher always does).
+    pub fn duration(&self) -> Option<Duration> {
+        self.duration
     }
 
     /// Attaches the underlying error.

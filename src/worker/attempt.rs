@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{HostEvent, Worker};
 use crate::dispatcher::{judge, AttemptResult, DeliveryOutcome};
 use crate::queue::{failing_too_long, AttemptLog, Claim, Finish, Next};
-use crate::retry::{random_unit, verdict, Verdict};
+use crate::retry::{random_unit, verdict, RetryPolicy, Verdict};
 use crate::store::StoreError;
 use crate::transport::{TransportError, TransportErrorKind};
 use crate::webhook::{Webhook, WebhookStatus};
@@ -58,7 +58,7 @@ impl Worker {
                 .retry
                 .next_delay(delivery.attempts + 1, retry_after, random_unit())
                 .map_or(Next::Dead, |delay| {
-                    Next::RetryAt(now + chrono::Duration::from_std(delay).unwrap_or_default())
+                    Next::RetryAt(RetryPolicy::due_at(now, delay))
                 }),
             _ => Next::Dead,
         };

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{broadcast, watch, Notify, Semaphore};
+use tokio::sync::{broadcast, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::dispatcher::Inner;
@@ -147,6 +147,14 @@ pub enum HostEvent {
         /// The webhook.
         webhook_id: WebhookId,
     },
+    /// An attempt panicked (a host's transport or store, most likely). The worker carries on;
+    /// the delivery is claimed again when its lease ends.
+    AttemptPanicked {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// Its webhook.
+        webhook_id: WebhookId,
+    },
     /// The queue or the config store failed; the worker keeps trying.
     BackendError {
         /// What failed.
@@ -183,6 +191,49 @@ impl WorkerHandle {
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+    }
+}
+
+/// One attempt in flight. However the attempt ends — settled, panicked, or cancelled by a
+/// hard stop — dropping this frees the endpoint's slot and the permit, so a panic can never
+/// leave an endpoint counted as busy for ever.
+struct InFlight {
+    worker: Worker,
+    webhook: WebhookId,
+    delivery: DeliveryId,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl InFlight {
+    /// The attempt settled its claim: nothing is left to return at a hard stop.
+    fn settled(self) {
+        self.worker.busy().claims.remove(&self.delivery);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Its claim stays listed, so a hard stop returns it; otherwise the lease runs out.
+            self.worker.tell(HostEvent::AttemptPanicked {
+                delivery_id: self.delivery,
+                webhook_id: self.webhook,
+            });
+        }
+        let limited = {
+            let mut busy = self.worker.busy();
+            if let Some(n) = busy.per_webhook.get_mut(&self.webhook) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    busy.per_webhook.remove(&self.webhook);
+                }
+            }
+            busy.limited
+        };
+        if limited {
+            // Some webhook was left out of the last claim for being at its limit.
+            self.worker.finished.notify_one();
+        }
     }
 }
 
@@ -322,32 +373,19 @@ impl Worker {
                     self.release(id, lease).await;
                     continue;
                 }
-                let worker = self.clone();
+                let in_flight = InFlight {
+                    worker: self.clone(),
+                    webhook,
+                    delivery: id,
+                    _permit: permit,
+                };
                 tasks.spawn(async move {
-                    worker.attempt(claim).await;
-                    let limited = worker.leave(webhook, id);
-                    drop(permit);
-                    if limited {
-                        worker.finished.notify_one();
-                    }
+                    in_flight.worker.attempt(claim).await;
+                    in_flight.settled();
                 });
             }
         }
         self.stop(tasks).await;
-    }
-
-    /// Marks an attempt as no longer in flight; says whether some webhook was left out of
-    /// the last claim for being at its limit.
-    fn leave(&self, webhook: WebhookId, delivery: DeliveryId) -> bool {
-        let mut busy = self.busy();
-        busy.claims.remove(&delivery);
-        if let Some(n) = busy.per_webhook.get_mut(&webhook) {
-            *n -= 1;
-            if *n == 0 {
-                busy.per_webhook.remove(&webhook);
-            }
-        }
-        busy.limited
     }
 
     async fn release(&self, id: DeliveryId, lease: LeaseId) {
