@@ -298,3 +298,25 @@ fn a_huge_bad_value_is_not_repeated_in_full() {
     assert!(message.len() < 1_000, "{} bytes", message.len());
     assert!(message.contains("dataset.frame_count"), "{message}");
 }
+
+#[test]
+fn timestamps_that_would_not_round_trip_are_refused_with_their_path() {
+    for sent_at in [
+        "-0001-03-18T10:01:02",
+        "0000-01-01T00:00:00+00:01",
+        "9999-12-31T23:59:59-00:01",
+        "4-3-181:1:00",
+        "+10000-01-01T00:00:00Z",
+    ] {
+        let payload = json!({
+            "event": "webhook-test",
+            "project": "p",
+            "test": {"message": "m", "sent_at": sent_at},
+        });
+        assert_invalid(
+            &parse_value(&payload),
+            "test.sent_at",
+            "in the years 0001 to 9999",
+        );
+    }
+}

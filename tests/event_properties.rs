@@ -26,10 +26,39 @@ fn float() -> impl Strategy<Value = f64> {
     any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite())
 }
 
+/// The first and last seconds the wire format can write: 0001-01-01T00:00:00Z and
+/// 9999-12-31T23:59:59Z.
+const FIRST: i64 = -62_135_596_800;
+const LAST: i64 = 253_402_300_799;
+
 fn timestamp() -> impl Strategy<Value = DateTime<Utc>> {
-    // Years 0001 to 9999, any nanosecond.
-    (-62_135_596_800_i64..253_402_300_799, 0_u32..1_000_000_000)
+    // Years 0001 to 9999, any nanosecond, with the first and last days of the range drawn as
+    // often as the rest.
+    let seconds = prop_oneof![FIRST..=LAST, FIRST..FIRST + 86_400, LAST - 86_400..=LAST];
+    (seconds, 0_u32..1_000_000_000)
         .prop_filter_map("in range", |(s, n)| DateTime::from_timestamp(s, n))
+        .boxed()
+}
+
+/// Timestamp text at the edges of the range, with any offset: some fall outside in UTC.
+fn edge_timestamp_text() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![
+            Just("0000-12-31T23"),
+            Just("0001-01-01T00"),
+            Just("9999-12-31T23"),
+            Just("10000-01-01T00")
+        ],
+        0_u32..60,
+        0_u32..60,
+        prop_oneof![
+            Just(String::new()),
+            Just("Z".to_owned()),
+            (any::<bool>(), 0_u32..24, 0_u32..60)
+                .prop_map(|(plus, h, m)| format!("{}{h:02}:{m:02}", if plus { '+' } else { '-' }))
+        ],
+    )
+        .prop_map(|(start, m, s, offset)| format!("{start}:{m:02}:{s:02}{offset}"))
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -352,6 +381,21 @@ proptest! {
         // Writing the parsed event again gives the same bytes.
         let again = serde_json::to_vec(&parsed).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(again, bytes);
+    }
+
+    #[test]
+    fn a_timestamp_read_is_written_back_in_a_form_read_again(text in edge_timestamp_text()) {
+        let payload = serde_json::json!({
+            "event": "webhook-test",
+            "project": "p",
+            "test": {"message": "m", "sent_at": text},
+        });
+        let bytes = serde_json::to_vec(&payload).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        if let Ok(event) = Event::from_slice(&bytes) {
+            let written = serde_json::to_vec(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let again = Event::from_slice(&written).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            prop_assert_eq!(again, event);
+        }
     }
 
     #[test]

@@ -31,7 +31,9 @@ use crate::transport::{
     HttpTransport, Transport, TransportError, TransportRequest, TransportResponse,
 };
 use crate::webhook::manage::now;
-use crate::webhook::{DeliveryId, OrgId, SigningKeys, Webhook, WebhookId, Webhooks};
+use crate::webhook::{
+    validate, DeliveryId, OrgId, SigningKeys, UnstorableText, Webhook, WebhookId, Webhooks,
+};
 use crate::worker::{WorkerHandle, WorkerOptions};
 use crate::{Event, EventType};
 
@@ -177,6 +179,10 @@ pub enum DispatchError {
     /// The idempotency key is empty or longer than 255 bytes.
     #[error("the idempotency key must be 1 to 255 bytes; it is {0} bytes")]
     BadIdempotencyKey(usize),
+    /// The organization id, project or idempotency key holds text no backend can store;
+    /// nothing was recorded.
+    #[error(transparent)]
+    UnstorableText(#[from] UnstorableText),
 }
 
 /// The crate's [`Dispatcher`]: a cheap-to-clone handle; clones share the store, transport
@@ -397,8 +403,11 @@ impl WebhookDispatcher {
             if key.is_empty() || key.len() > 255 {
                 return Err(DispatchError::BadIdempotencyKey(key.len()));
             }
+            validate::storable("idempotency key", key)?;
         }
         let org = emit.org.unwrap_or_else(|| self.inner.default_org.clone());
+        validate::storable("organization id", org.as_str())?;
+        validate::storable("project name", emit.event.project())?;
         let event_type = emit.event.event_type();
         let project = emit.event.project().to_owned();
         let body = self.serialize(&emit.event)?;

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 
 use serde::{de, ser, Deserialize, Deserializer, Serialize, Serializer};
 
-/// Timestamps: RFC 3339 in UTC on output, lenient RFC 3339 / ISO 8601 on input.
+/// Timestamps: RFC 3339 in UTC on output; on input exactly RFC 3339 or the naive ISO form,
+/// years 0001 to 9999 in UTC, so everything read is written back in a form read again.
 pub(crate) mod timestamp {
     use std::fmt;
 
-    use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+    use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Utc};
     use serde::{de, Deserializer, Serializer};
 
     /// Writes `2024-05-01T12:00:00Z`, with as many fractional digits (0, 3, 6 or 9) as the
@@ -25,16 +26,63 @@ pub(crate) mod timestamp {
         d.deserialize_str(TimestampVisitor)
     }
 
-    /// Parses RFC 3339 (any offset, converted to UTC), or an ISO 8601 date-time without an
-    /// offset (what Python's `datetime.isoformat()` prints for a naive value), read as UTC.
+    /// Parses `YYYY-MM-DDTHH:MM:SS`, then an optional fraction of 1 to 9 digits, then an
+    /// offset (`Z` or `±HH:MM`: RFC 3339, converted to UTC) or none (the naive form Python's
+    /// `datetime.isoformat()` prints, read as UTC). A space may stand for the `T`. The instant
+    /// must fall in the years 0001 to 9999 in UTC, the range the output form can write.
     pub(crate) fn parse(s: &str) -> Option<DateTime<Utc>> {
-        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-            return Some(t.with_timezone(&Utc));
+        let offset = shape(s.as_bytes())?;
+        let t = if offset {
+            DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc)
+        } else {
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
+                .ok()?
+                .and_utc()
+        };
+        (1..=9999).contains(&t.year()).then_some(t)
+    }
+
+    /// Checks the text's shape digit by digit (chrono's `%Y` and `%m` alone would take
+    /// `4-3-18`, a sign or a five-digit year); says whether it ends in an offset.
+    fn shape(b: &[u8]) -> Option<bool> {
+        let digits = |range: std::ops::Range<usize>| {
+            b.get(range)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        };
+        let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
+        let date_time = digits(0..4)
+            && at(4, b"-")
+            && digits(5..7)
+            && at(7, b"-")
+            && digits(8..10)
+            && at(10, b"Tt ")
+            && digits(11..13)
+            && at(13, b":")
+            && digits(14..16)
+            && at(16, b":")
+            && digits(17..19);
+        if !date_time {
+            return None;
         }
-        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-            .iter()
-            .find_map(|format| NaiveDateTime::parse_from_str(s, format).ok())
-            .map(|naive| naive.and_utc())
+        let mut i = 19;
+        if at(i, b".") {
+            let fraction = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if !(1..=9).contains(&fraction) {
+                return None;
+            }
+            i += 1 + fraction;
+        }
+        match b.get(i..)? {
+            [] => Some(false),
+            [b'Z' | b'z'] => Some(true),
+            [b'+' | b'-', h1, h2, b':', m1, m2]
+                if [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()) =>
+            {
+                Some(true)
+            }
+            _ => None,
+        }
     }
 
     struct TimestampVisitor;
@@ -43,11 +91,73 @@ pub(crate) mod timestamp {
         type Value = DateTime<Utc>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an RFC 3339 timestamp such as \"2024-05-01T12:00:00Z\"")
+            f.write_str(
+                "an RFC 3339 timestamp such as \"2024-05-01T12:00:00Z\" (or without an offset, \
+                 read as UTC) in the years 0001 to 9999",
+            )
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
             parse(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn exactly_the_documented_forms_are_read() {
+            for good in [
+                "2024-05-01T12:00:00Z",
+                "2024-05-01t12:00:00z",
+                "2024-05-01 12:00:00Z",
+                "2024-05-01T12:00:00.5+02:00",
+                "2024-05-01T12:00:00.123456789-05:30",
+                "2024-05-01T12:00:00.123456",
+                "2024-05-01 12:00:00",
+                "0001-01-01T00:00:00Z",
+                "0001-01-01T00:00:00-00:01",
+                "9999-12-31T23:59:59.999999999Z",
+                "9999-12-31T23:59:59+01:00",
+            ] {
+                assert!(parse(good).is_some(), "{good}");
+            }
+            for bad in [
+                "4-3-181:1:00",
+                "-0001-03-18T10:01:02",
+                "+10000-01-01T00:00:00Z",
+                "0000-01-01T00:00:00+00:01",
+                "0000-12-31T23:59:59Z",
+                "9999-12-31T23:59:59-00:01",
+                "2024-05-01",
+                "2024-5-01T12:00:00Z",
+                "2024-05-01T12:00Z",
+                "2024-05-01T12:00:00.Z",
+                "2024-05-01T12:00:00.1234567890Z",
+                "2024-05-01T12:00:00+0200",
+                "2024-05-01T12:00:00 Z",
+                "2024-05-01T12:00:00Zjunk",
+                "2024-13-01T12:00:00Z",
+                "",
+            ] {
+                assert_eq!(parse(bad), None, "{bad}");
+            }
+        }
+
+        #[test]
+        fn what_is_read_is_written_in_a_form_read_again() {
+            for text in [
+                "0001-01-01T00:00:00Z",
+                "0001-01-01T01:00:00+01:00",
+                "9999-12-31T23:59:59.999999999Z",
+                "9999-12-31T22:59:59-01:00",
+                "2024-05-01 12:00:00.5",
+            ] {
+                let t = parse(text).expect(text);
+                let written = t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+                assert_eq!(parse(&written), Some(t), "{text} -> {written}");
+            }
         }
     }
 }

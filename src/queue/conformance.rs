@@ -31,7 +31,7 @@ use crate::EventType;
 /// Runs every check against fresh queues from `make`. Panics naming the failed behaviour.
 pub async fn check_delivery_queue<Q, F, Fut>(make: F)
 where
-    Q: DeliveryQueue,
+    Q: DeliveryQueue + 'static,
     F: Fn() -> Fut,
     Fut: Future<Output = Q>,
 {
@@ -47,6 +47,7 @@ where
     lists_newest_first_with_filters_and_cursors(&make().await).await;
     redelivers_keeping_id_and_attempts(&make().await).await;
     keeps_endpoint_health(&make().await).await;
+    emits_of_text_it_cannot_store_are_refused_first(make().await).await;
 }
 
 fn t(seconds: i64) -> DateTime<Utc> {
@@ -467,6 +468,56 @@ async fn idempotency_keys_return_the_first_event(queue: &impl DeliveryQueue) {
     other_org.idempotency_key = Some("export-42".into());
     other_org.org = OrgId::new("globex");
     enqueue(queue, other_org).await;
+}
+
+/// A NUL in the organization, project or idempotency key is refused by the dispatcher with
+/// the same typed error whatever the queue, and nothing reaches the queue.
+async fn emits_of_text_it_cannot_store_are_refused_first<Q: DeliveryQueue + 'static>(queue: Q) {
+    use crate::dispatcher::{DispatchError, Dispatcher, Emit, WebhookDispatcher};
+    use crate::event::{Dataset, Event};
+    use crate::webhook::{NewWebhook, Scope};
+
+    let name = "emits_of_text_it_cannot_store_are_refused_first";
+    let queue = std::sync::Arc::new(queue);
+    let dispatcher = WebhookDispatcher::builder()
+        .queue(queue.clone())
+        .build()
+        .unwrap_or_else(|e| panic!("{name}: dispatcher: {e}"));
+    let hook = dispatcher
+        .webhooks()
+        .create(NewWebhook::new(
+            Scope::Organization,
+            "https://hooks.example.com/a",
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: webhook: {e}"))
+        .id;
+    let event = |project: &str| Event::dataset_complete(project, Dataset::default());
+    let cases = [
+        ("project name", Emit::new(event("p\0x"))),
+        (
+            "organization id",
+            Emit::new(event("p")).org(OrgId::new("acme\0")),
+        ),
+        (
+            "idempotency key",
+            Emit::new(event("p")).idempotency_key("k\0"),
+        ),
+    ];
+    for (field, emit) in cases {
+        match dispatcher.emit_with(emit).await {
+            Err(DispatchError::UnstorableText(e)) => assert_eq!(e.field(), field, "{name}"),
+            other => panic!("{name}: a NUL in the {field} should be refused, got {other:?}"),
+        }
+    }
+    let page = queue
+        .list_deliveries(&DeliveryQuery::new(hook))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: list: {e}"));
+    assert!(
+        page.items.is_empty(),
+        "{name}: a refused emit queued a delivery"
+    );
 }
 
 async fn lists_newest_first_with_filters_and_cursors(queue: &impl DeliveryQueue) {

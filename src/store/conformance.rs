@@ -33,7 +33,7 @@ use crate::EventType;
 /// Runs every check against fresh stores from `make`. Panics naming the failed behaviour.
 pub async fn check_config_store<S, F, Fut>(make: F)
 where
-    S: ConfigStore,
+    S: ConfigStore + 'static,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -47,6 +47,7 @@ where
     keeps_signing_keys_per_organization(&make().await).await;
     finds_a_webhook_with_its_keys(&make().await).await;
     finds_subscribers(&make().await).await;
+    text_it_cannot_store_is_refused_first(make().await).await;
 }
 
 fn org(name: &str) -> OrgId {
@@ -298,6 +299,74 @@ async fn concurrent_updates_of_one_revision_have_one_winner<S: ConfigStore>(stor
         stored.as_ref(),
         won.first().and_then(|i| writers.get(*i)),
         "{name}: the stored webhook is not the winner's"
+    );
+}
+
+/// A NUL in a project name, organization id or description is refused by [`Webhooks`] with
+/// the same typed error whatever the store, and nothing is written.
+async fn text_it_cannot_store_is_refused_first<S: ConfigStore + 'static>(store: S) {
+    use crate::webhook::{ManageError, NewWebhook, WebhookError, WebhookUpdate, Webhooks};
+
+    let name = "text_it_cannot_store_is_refused_first";
+    let webhooks = Webhooks::new(std::sync::Arc::new(store));
+    let url = "https://hooks.example.com/a";
+    let kept = webhooks
+        .create(NewWebhook::new(project("p"), url))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: create: {e}"));
+    let refused = |result: Result<(), ManageError>, field: &str| match result {
+        Err(ManageError::Invalid(WebhookError::UnstorableText(e))) => {
+            assert_eq!(e.field(), field, "{name}")
+        }
+        other => panic!("{name}: a NUL in the {field} should be refused, got {other:?}"),
+    };
+    refused(
+        webhooks
+            .create(NewWebhook::new(project("p\0"), url))
+            .await
+            .map(drop),
+        "project name",
+    );
+    refused(
+        webhooks
+            .create(NewWebhook::new(project("p"), url).org("acme\0"))
+            .await
+            .map(drop),
+        "organization id",
+    );
+    refused(
+        webhooks
+            .create(NewWebhook::new(project("p"), url).description("a\0b"))
+            .await
+            .map(drop),
+        "description",
+    );
+    refused(
+        webhooks
+            .update(
+                &kept.id,
+                WebhookUpdate::new().description(Some("\0".into())),
+            )
+            .await
+            .map(drop),
+        "description",
+    );
+    refused(
+        webhooks.list(&WebhookQuery::new("acme\0")).await.map(drop),
+        "organization id",
+    );
+    refused(
+        webhooks.create_org_secret(&org("acme\0")).await.map(drop),
+        "organization id",
+    );
+    let all = webhooks
+        .list(&WebhookQuery::new(kept.org.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: list: {e}"));
+    assert_eq!(
+        all.items,
+        vec![kept],
+        "{name}: a refused call wrote something"
     );
 }
 

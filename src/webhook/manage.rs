@@ -8,7 +8,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use super::{validate, NewWebhook, OrgId, PreviousSecret, SigningKeys, Webhook, WebhookError};
 use super::{WebhookId, WebhookStatus, WebhookUpdate};
 use crate::secret::{Secret, SecretError};
-use crate::store::{ConfigStore, Page, StoreError, WebhookQuery};
+use crate::store::{ConfigStore, Page, ScopeFilter, StoreError, WebhookQuery};
 use crate::transport::guard::AddressPolicy;
 
 /// The management operations of the platform's Webhooks tab and of Labelbox's SDK: create,
@@ -108,10 +108,12 @@ impl Webhooks {
     /// [`ManageError::Invalid`] naming the problem; [`ManageError::Store`].
     pub async fn create(&self, new: NewWebhook) -> Result<Webhook, ManageError> {
         let url = validate::new_webhook(&new, &self.policy)?;
+        let org = new.org.unwrap_or_else(|| self.default_org.clone());
+        org_id(&org)?;
         let now = now();
         let webhook = Webhook {
             id: WebhookId::new(),
-            org: new.org.unwrap_or_else(|| self.default_org.clone()),
+            org,
             scope: new.scope,
             url,
             events: new.events,
@@ -148,6 +150,10 @@ impl Webhooks {
     /// # Errors
     /// [`ManageError::Store`].
     pub async fn list(&self, query: &WebhookQuery) -> Result<Page<Webhook>, ManageError> {
+        org_id(&query.org)?;
+        if let ScopeFilter::Project(project) = &query.scope {
+            validate::storable("project name", project).map_err(WebhookError::from)?;
+        }
         Ok(self.store.list_webhooks(query).await?)
     }
 
@@ -234,6 +240,7 @@ impl Webhooks {
     /// # Errors
     /// [`ManageError::SecretExists`] when it has one; [`ManageError::Store`].
     pub async fn create_org_secret(&self, org: &OrgId) -> Result<Secret, ManageError> {
+        org_id(org)?;
         if self.store.signing_keys(org).await?.is_some() {
             return Err(ManageError::SecretExists(org.clone()));
         }
@@ -257,6 +264,7 @@ impl Webhooks {
         org: &OrgId,
         grace: Duration,
     ) -> Result<Secret, ManageError> {
+        org_id(org)?;
         let now = now();
         let secret = Secret::generate()?;
         let mut keys = SigningKeys::new(secret.clone(), now);
@@ -280,8 +288,14 @@ impl Webhooks {
     /// # Errors
     /// [`ManageError::Store`].
     pub async fn has_org_secret(&self, org: &OrgId) -> Result<bool, ManageError> {
+        org_id(org)?;
         Ok(self.store.signing_keys(org).await?.is_some())
     }
+}
+
+/// Checks an organization id a call was given.
+fn org_id(org: &OrgId) -> Result<(), WebhookError> {
+    Ok(validate::storable("organization id", org.as_str())?)
 }
 
 /// The current time, to the microsecond (what databases keep).

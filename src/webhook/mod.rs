@@ -21,7 +21,7 @@ use crate::EventType;
 
 pub use id::{BadId, DeliveryId, EventId, OrgId, WebhookId};
 pub use manage::{ManageError, Webhooks};
-pub use validate::WebhookError;
+pub use validate::{UnstorableText, WebhookError};
 
 /// Which events of an organization a webhook receives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

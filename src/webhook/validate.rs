@@ -50,6 +50,33 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "x-hub-signature-256",
 ];
 
+/// Text that no backend can store: it holds a NUL character (U+0000), which PostgreSQL's
+/// `text` refuses. Checked before any backend is called, so every backend gives this same
+/// answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {field} contains a NUL character (U+0000), which cannot be stored; remove it")]
+pub struct UnstorableText {
+    field: &'static str,
+}
+
+impl UnstorableText {
+    /// The field, such as `"project name"` or `"organization id"`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+/// Checks that `text`, the value of `field`, can be stored by every backend.
+///
+/// # Errors
+/// [`UnstorableText`] naming the field.
+pub fn storable(field: &'static str, text: &str) -> Result<(), UnstorableText> {
+    if text.contains('\0') {
+        return Err(UnstorableText { field });
+    }
+    Ok(())
+}
+
 /// Why a webhook configuration was refused. Each message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -117,6 +144,9 @@ pub enum WebhookError {
     /// A project scope with an empty or overlong name.
     #[error("the project name must be 1 to {MAX_PROJECT_LEN} characters long")]
     InvalidProject,
+    /// Text no backend can store (a NUL character), in the named field.
+    #[error(transparent)]
+    UnstorableText(#[from] UnstorableText),
     /// Standard Webhooks asked of a webhook whose own secret is a plain one.
     #[error("the Standard Webhooks scheme needs a `whsec_` secret; generate one with Secret::generate, or leave that scheme out")]
     SecretNotStandard,
@@ -181,11 +211,14 @@ pub fn url(text: &str, policy: &AddressPolicy) -> Result<Url, WebhookError> {
     }
 }
 
-/// Checks a scope: a project name must be 1 to [`MAX_PROJECT_LEN`] characters.
+/// Checks a scope: a project name must be 1 to [`MAX_PROJECT_LEN`] characters, without a NUL.
 ///
 /// # Errors
-/// [`WebhookError::InvalidProject`].
+/// [`WebhookError::InvalidProject`]; [`WebhookError::UnstorableText`].
 pub fn scope(scope: &Scope) -> Result<(), WebhookError> {
+    if let Some(project) = scope.project() {
+        storable("project name", project)?;
+    }
     match scope.project() {
         Some(p) if p.is_empty() || p.chars().count() > MAX_PROJECT_LEN => {
             Err(WebhookError::InvalidProject)
@@ -291,11 +324,14 @@ pub(crate) fn escaped(text: &str, max: usize) -> String {
     out
 }
 
-/// Checks a description's length.
+/// Checks a description's length and text.
 ///
 /// # Errors
-/// [`WebhookError::DescriptionTooLong`].
+/// [`WebhookError::DescriptionTooLong`]; [`WebhookError::UnstorableText`].
 pub fn description(text: Option<&str>) -> Result<(), WebhookError> {
+    if let Some(text) = text {
+        storable("description", text)?;
+    }
     match text.map(|t| t.chars().count()) {
         Some(len) if len > MAX_DESCRIPTION_LEN => Err(WebhookError::DescriptionTooLong(len)),
         _ => Ok(()),
