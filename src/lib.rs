@@ -97,7 +97,10 @@
 //! |---|---|---|
 //! | `dispatch` | yes | webhook configuration, [`ConfigStore`] + [`MemoryStore`](store::MemoryStore), [`HttpTransport`](transport::HttpTransport) (reqwest + rustls), the address guard, [`WebhookDispatcher`]; pulls in tokio and reqwest |
 //! | `receiver` | yes | [`receiver::Verifier`]: verify and parse requests, with `http` types only (no tokio, no reqwest) |
-//! | `test-util` | no | [`store::conformance`]: the behaviour suite for any [`ConfigStore`] |
+//! | `sqlite` | no | `sqlite::SqliteStore`: configuration and the delivery queue in one SQLite file (bundled SQLite) |
+//! | `postgres` | no | `postgres::PostgresStore`: many worker processes on one database, transactional emit |
+//! | `axum` | no | `labeling::axum::export_route`: the labeling export receiver on axum |
+//! | `test-util` | no | `testing`: the conformance suites for any [`ConfigStore`] and [`DeliveryQueue`], and `FakeDispatcher` for host tests |
 //!
 //! The event catalogue, [`secret`] and [`signing`] are always there.
 
@@ -111,6 +114,10 @@ pub mod secret;
 pub mod signing;
 
 #[cfg(feature = "dispatch")]
+mod clock;
+#[cfg(feature = "dispatch")]
+pub mod delivery;
+#[cfg(feature = "dispatch")]
 mod dispatcher;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -118,12 +125,12 @@ pub mod postgres;
 pub mod queue;
 #[cfg(feature = "receiver")]
 pub mod receiver;
-#[cfg(feature = "dispatch")]
-pub mod retry;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "dispatch")]
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 #[cfg(feature = "dispatch")]
 pub mod transport;
 #[cfg(feature = "dispatch")]
@@ -135,19 +142,20 @@ pub use error::{ParseError, UnknownEventType};
 pub use event::{Event, EventType};
 
 #[cfg(feature = "dispatch")]
+pub use delivery::{judge, retry, AttemptResult, DeliveryOutcome, DeliveryTicket, Preview};
+#[cfg(feature = "dispatch")]
 pub use dispatcher::{
-    judge, AttemptResult, DeliveryOutcome, DeliveryTicket, DispatchError, Dispatcher,
-    DispatcherBuilder, Emit, Preview, Receipt, WebhookDispatcher, DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_REQUEST_TIMEOUT,
+    DispatchError, Dispatcher, DispatcherBuilder, Emit, Receipt, WebhookDispatcher,
+    DEFAULT_CONCURRENCY, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_REQUEST_TIMEOUT,
 };
 #[cfg(feature = "dispatch")]
 pub use queue::{Deliveries, DeliveryQueue};
 #[cfg(feature = "dispatch")]
 pub use store::ConfigStore;
 #[cfg(feature = "dispatch")]
-pub use transport::Transport;
+pub use store::{ManageError, Webhooks};
 #[cfg(feature = "dispatch")]
-pub use webhook::{ManageError, Webhooks};
+pub use transport::Transport;
 #[cfg(feature = "dispatch")]
 pub use worker::{HostEvent, WorkerHandle, WorkerOptions};
 

@@ -16,10 +16,8 @@ use dataops_webhooks::sqlite::SqliteStore;
 use dataops_webhooks::store::{ConfigStore, MemoryStore};
 use dataops_webhooks::transport::guard::AddressPolicy;
 use dataops_webhooks::webhook::validate::RESERVED_HEADERS;
-use dataops_webhooks::webhook::{
-    CustomHeaders, ManageError, NewWebhook, Scope, WebhookError, WebhookUpdate, Webhooks,
-};
-use dataops_webhooks::{Dispatcher, WebhookDispatcher, WorkerOptions};
+use dataops_webhooks::webhook::{CustomHeaders, NewWebhook, Scope, WebhookError, WebhookUpdate};
+use dataops_webhooks::{Dispatcher, ManageError, WebhookDispatcher, Webhooks, WorkerOptions};
 use server::{Reply, TestServer};
 
 /// Each reserved name (a prefix with a tail added) in lower case, upper case and alternating

@@ -1,4 +1,5 @@
-//! The PostgreSQL backend on a real server: both conformance suites, migrations (including
+//! The PostgreSQL backend on a real server (the conformance suites run in
+//! `tests/conformance.rs`): migrations (including
 //! two processes' worth at once), clear errors, transactional emit, wake-ups across stores,
 //! and grouped settles. Needs `DATAOPS_WEBHOOKS_TEST_POSTGRES` (CI sets it); skips with a message without.
 
@@ -15,10 +16,9 @@ use chrono::Utc;
 use dataops_webhooks::event::{Dataset, Event};
 use dataops_webhooks::postgres::{PostgresError, PostgresOptions, PostgresStore, SCHEMA_VERSION};
 use dataops_webhooks::queue::{
-    conformance as queue_conformance, AttemptLog, Claim, ClaimRequest, DeliveryQuery,
-    DeliveryQueue, DeliveryStatus, Finish, FinishReport, NewDelivery, NewEvent, Next, QueueError,
+    AttemptLog, Claim, ClaimRequest, DeliveryQuery, DeliveryQueue, DeliveryStatus, Finish,
+    FinishReport, NewDelivery, NewEvent, Next, QueueError,
 };
-use dataops_webhooks::store::conformance as store_conformance;
 use dataops_webhooks::transport::guard::AddressPolicy;
 use dataops_webhooks::webhook::{DeliveryId, NewWebhook, OrgId, Scope, WebhookId};
 use dataops_webhooks::{
@@ -66,31 +66,6 @@ async fn wait_for(
         assert!(tokio::time::Instant::now() < deadline, "{statuses:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-#[tokio::test]
-async fn postgres_passes_both_conformance_suites() {
-    let Some(schema) = TestSchema::new("conf") else {
-        return;
-    };
-    let store = schema.store().await;
-    // Each check gets an empty store: the same schema, emptied.
-    let fresh = || {
-        let store = store.clone();
-        let schema = &schema;
-        async move {
-            schema
-                .execute(&format!(
-                    "TRUNCATE {s}.attempts, {s}.deliveries, {s}.events, {s}.webhooks, \
-                     {s}.signing_keys, {s}.endpoint_health",
-                    s = schema.name
-                ))
-                .await;
-            store
-        }
-    };
-    store_conformance::check_config_store(&fresh).await;
-    queue_conformance::check_delivery_queue(&fresh).await;
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! The SQLite backend: both conformance suites on a real file, migrations, and deliveries
-//! surviving a restart.
+//! The SQLite backend (the conformance suites run in `tests/conformance.rs`): migrations,
+//! deliveries surviving a restart, and writers sharing one file.
 
 #[path = "common/flaky.rs"]
 mod flaky;
@@ -8,27 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dataops_webhooks::event::{Dataset, Event};
-use dataops_webhooks::queue::{conformance as queue_conformance, DeliveryQuery, DeliveryStatus};
+use dataops_webhooks::queue::{DeliveryQuery, DeliveryStatus};
 use dataops_webhooks::retry::RetryPolicy;
 use dataops_webhooks::sqlite::{SqliteError, SqliteStore, SCHEMA_VERSION};
-use dataops_webhooks::store::conformance as store_conformance;
 use dataops_webhooks::transport::guard::AddressPolicy;
 use dataops_webhooks::webhook::{NewWebhook, Scope};
 use dataops_webhooks::{Dispatcher, Emit, HostEvent, WebhookDispatcher, WorkerOptions};
 use flaky::Flaky;
-
-#[tokio::test]
-async fn sqlite_passes_both_conformance_suites() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let counter = std::sync::atomic::AtomicUsize::new(0);
-    let fresh = || {
-        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let path = dir.path().join(format!("store-{n}.db"));
-        async move { SqliteStore::open(path).await.expect("open") }
-    };
-    store_conformance::check_config_store(&fresh).await;
-    queue_conformance::check_delivery_queue(&fresh).await;
-}
 
 #[tokio::test]
 async fn opening_migrates_once_and_refuses_a_newer_schema() {

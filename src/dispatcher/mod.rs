@@ -6,40 +6,36 @@
 //! Each emit serializes the event once and records it, with one pending delivery per
 //! subscribed webhook, in the [delivery queue](crate::queue) before it returns. Workers
 //! ([`WebhookDispatcher::start_worker`]) claim due deliveries, sign the same bytes for each
-//! endpoint, send them, and retry by the [retry policy](crate::retry). A test send is the
+//! endpoint, send them, and retry by the [retry policy](crate::delivery::retry). A test send is the
 //! exception: it is attempted at once, not queued, so its outcome can be shown at once.
+//! Sends, test sends and previews all build their requests with [`crate::delivery`].
 
-mod outcome;
-mod request;
+mod receipt;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore};
 use url::Url;
 
+use crate::clock::now;
+use crate::delivery::{self, DeliveryOutcome, DeliveryTicket, Preview, Sender, Waiters};
 use crate::queue::{
     Deliveries, DeliveryQueue, DeliveryRecord, Enqueued, MemoryQueue, NewDelivery, NewEvent,
     QueueError,
 };
-use crate::store::{ConfigStore, MemoryStore, StoreError};
+use crate::store::{ConfigStore, MemoryStore, StoreError, Webhooks};
 use crate::transport::guard::AddressPolicy;
-use crate::transport::{
-    HttpTransport, Transport, TransportError, TransportRequest, TransportResponse,
-};
-use crate::webhook::manage::now;
+use crate::transport::{HttpTransport, Transport, TransportError};
 use crate::webhook::{
-    validate, DeliveryId, OrgId, SigningKeys, UnstorableText, Webhook, WebhookId, Webhooks,
+    validate, DeliveryId, OrgId, SigningKeys, UnstorableText, Webhook, WebhookId,
 };
-use crate::worker::{WorkerHandle, WorkerOptions};
+use crate::worker::{WorkerHandle, WorkerOptions, WorkerParts};
 use crate::{Event, EventType};
 
-pub(crate) use outcome::Waiters;
-pub use outcome::{judge, AttemptResult, DeliveryOutcome, DeliveryTicket, Receipt};
-pub use request::Preview;
+pub use receipt::Receipt;
 
 /// The default number of deliveries in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 64;
@@ -193,19 +189,18 @@ pub struct WebhookDispatcher {
 }
 
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) store: Arc<dyn ConfigStore>,
-    pub(crate) queue: Arc<dyn DeliveryQueue>,
-    transport: Arc<dyn Transport>,
+struct Inner {
+    store: Arc<dyn ConfigStore>,
+    queue: Arc<dyn DeliveryQueue>,
+    sender: Sender,
     webhooks: Webhooks,
     deliveries: Deliveries,
     default_org: OrgId,
     permits: Semaphore,
-    pub(crate) request_timeout: Duration,
     max_payload_bytes: usize,
-    pub(crate) waiters: Waiters,
+    waiters: Arc<Waiters>,
     /// Woken when deliveries become due now (emit, redeliver), so idle workers claim them.
-    pub(crate) wake: Arc<Notify>,
+    wake: Arc<Notify>,
 }
 
 /// Builds a [`WebhookDispatcher`]. Setters never fail; [`build`](Self::build) may.
@@ -317,13 +312,15 @@ impl DispatcherBuilder {
                 store,
                 deliveries: Deliveries::new(queue.clone(), wake.clone()),
                 queue,
-                transport,
+                sender: Sender::new(
+                    transport,
+                    self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+                ),
                 webhooks,
-                waiters: Waiters::default(),
+                waiters: Arc::default(),
                 wake,
                 default_org: self.default_org,
                 permits: Semaphore::new(self.concurrency.unwrap_or(DEFAULT_CONCURRENCY)),
-                request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
                 max_payload_bytes: self.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
             }),
         })
@@ -353,7 +350,14 @@ impl WebhookDispatcher {
     /// # Panics
     /// When called outside a tokio runtime.
     pub fn start_worker(&self, options: WorkerOptions) -> WorkerHandle {
-        crate::worker::start(self.inner.clone(), options)
+        let parts = WorkerParts {
+            store: self.inner.store.clone(),
+            queue: self.inner.queue.clone(),
+            sender: self.inner.sender.clone(),
+            waiters: self.inner.waiters.clone(),
+            wake: self.inner.wake.clone(),
+        };
+        crate::worker::start(parts, options)
     }
 
     /// The active webhooks that would receive an event of `event_type` from `project`:
@@ -468,43 +472,6 @@ impl WebhookDispatcher {
 }
 
 impl Inner {
-    /// Signs and sends one attempt of a delivery. Returns when it started and what came back.
-    pub(crate) async fn send(
-        &self,
-        webhook: &Webhook,
-        org_keys: Option<&SigningKeys>,
-        delivery_id: DeliveryId,
-        event_type: EventType,
-        body: Bytes,
-    ) -> (DateTime<Utc>, Result<TransportResponse, TransportError>) {
-        let attempted_at = now();
-        let request = request::headers(
-            webhook,
-            org_keys,
-            delivery_id,
-            event_type,
-            attempted_at,
-            &body,
-        )
-        .map(|headers| {
-            TransportRequest::new(webhook.url.clone(), headers, body, self.request_timeout)
-        });
-        let response = match request {
-            Ok(request) => {
-                let started = std::time::Instant::now();
-                self.transport
-                    .send(request)
-                    .await
-                    .map_err(|error| match error.duration() {
-                        Some(_) => error,
-                        None => error.with_duration(started.elapsed()),
-                    })
-            }
-            Err(error) => Err(error),
-        };
-        (attempted_at, response)
-    }
-
     /// The organization's keys, fetched only when the webhook signs with them.
     pub(crate) async fn keys_for(
         &self,
@@ -563,18 +530,12 @@ impl Dispatcher for WebhookDispatcher {
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.inner.permits.acquire().await.ok();
         let delivery_id = DeliveryId::new();
-        let (attempted_at, response) = self
+        let sent = self
             .inner
+            .sender
             .send(&webhook, keys.as_ref(), delivery_id, EventType::Test, body)
             .await;
-        Ok(DeliveryOutcome {
-            delivery_id,
-            webhook_id: webhook.id,
-            url: webhook.url,
-            attempted_at,
-            result: judge(response),
-            next_attempt_at: None,
-        })
+        Ok(sent.outcome(delivery_id, &webhook, None))
     }
 
     async fn preview(
@@ -586,7 +547,7 @@ impl Dispatcher for WebhookDispatcher {
         let body = self.serialize(event)?;
         let keys = self.inner.keys_for(&webhook).await?;
         let delivery_id = DeliveryId::new();
-        let headers = request::headers(
+        let headers = delivery::headers(
             &webhook,
             keys.as_ref(),
             delivery_id,

@@ -199,17 +199,12 @@ impl DeliveryQueue for PostgresStore {
                 let payload = match payloads.get(&delivery.event_id) {
                     Some(p) => p.clone(),
                     None => {
-                        let p = Bytes::copy_from_slice(row.try_get::<_, &[u8]>(13)?);
+                        let p = Bytes::copy_from_slice(row.try_get::<_, &[u8]>(12)?);
                         payloads.insert(delivery.event_id, p.clone());
                         p
                     }
                 };
-                Ok(Claim {
-                    delivery,
-                    project: row.try_get(12)?,
-                    payload,
-                    lease,
-                })
+                Ok(Claim::new(delivery, payload, lease))
             };
             claims.push(read().map_err(|f| self.queue_error(f))?);
         }

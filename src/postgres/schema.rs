@@ -317,7 +317,7 @@ impl Statements {
                     UPDATE {s}.deliveries u SET due_at = $4, lease = $5
                     FROM due WHERE u.id = due.id
                     RETURNING u.*)
-                SELECT {RECORD}, e.project, e.payload
+                SELECT {RECORD}, e.payload
                 FROM d JOIN due ON due.id = d.id JOIN {s}.events e ON e.id = d.event_id
                 ORDER BY due.was_due, d.id"),
             // Settles, one transaction: in webhook then delivery order, so that concurrent

@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 
 use super::error::Failure;
 use super::PostgresStore;
-use crate::queue::{DeliveryStatus, Finish, FinishReport, LeaseId, Next, QueueError};
+use crate::queue::{Finish, FinishReport, LastError, LeaseId, QueueError};
 use crate::webhook::DeliveryId;
 
 /// One `finish` call, as the schema function's arguments.
@@ -46,17 +46,18 @@ impl Settle {
         finish: Finish,
         now: DateTime<Utc>,
     ) -> Self {
-        let (attempt, status, due, next_error) = match finish {
-            Finish::Attempted { attempt, next } => {
-                let (status, due, error) = match next {
-                    Next::Succeeded => (DeliveryStatus::Succeeded, None, None),
-                    Next::RetryAt(at) => (DeliveryStatus::Pending, Some(at), attempt.error.clone()),
-                    Next::Dead => (DeliveryStatus::Dead, None, attempt.error.clone()),
-                };
-                (Some(attempt), status, due, error)
-            }
-            Finish::Released => (None, DeliveryStatus::Pending, Some(now), None),
-            Finish::Abandoned { reason } => (None, DeliveryStatus::Dead, None, Some(reason)),
+        let change = finish.transition(now);
+        // The schema's `finish` applies the transition: `next_error` NULL keeps the last
+        // error unless the status is `succeeded` or an attempt was made (whose own error,
+        // NULL on success, then stands), which is what `LastError` says for each finish.
+        let next_error = match change.last_error {
+            LastError::Set(text) => Some(text),
+            _ => None,
+        };
+        let (status, due) = (change.status, change.due);
+        let attempt = match finish {
+            Finish::Attempted { attempt, .. } => Some(attempt),
+            _ => None,
         };
         Self {
             id: delivery.to_string(),

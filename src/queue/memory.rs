@@ -36,7 +36,6 @@ struct State {
 
 #[derive(Debug)]
 struct EventRow {
-    project: String,
     payload: Bytes,
     deliveries: Vec<DeliveryId>,
 }
@@ -138,7 +137,6 @@ impl DeliveryQueue for MemoryQueue {
         s.events.insert(
             event.id,
             Arc::new(EventRow {
-                project: event.project,
                 payload: event.payload,
                 deliveries: ids,
             }),
@@ -173,12 +171,7 @@ impl DeliveryQueue for MemoryQueue {
             let Some(event) = s.events.get(&record.event_id) else {
                 continue;
             };
-            claims.push(Claim {
-                project: event.project.clone(),
-                payload: event.payload.clone(),
-                delivery: record,
-                lease,
-            });
+            claims.push(Claim::new(record, event.payload.clone(), lease));
         }
         Ok(claims)
     }
@@ -192,50 +185,44 @@ impl DeliveryQueue for MemoryQueue {
     ) -> Result<FinishReport, QueueError> {
         let mut s = self.lock();
         let Some(row) = s.deliveries.get(delivery) else {
-            return Ok(FinishReport {
-                lease_lost: true,
-                ..FinishReport::default()
-            });
+            return Ok(FinishReport::lost());
         };
         let webhook = row.record.webhook_id;
         let held = row.lease == Some(lease) && row.record.status == DeliveryStatus::Pending;
-        let mut report = FinishReport {
-            lease_lost: !held,
-            ..FinishReport::default()
+        let change = finish.transition(now);
+        let mut report = if held {
+            FinishReport::held()
+        } else {
+            FinishReport::lost()
         };
-        let (status, due, error) = match finish {
-            Finish::Attempted { attempt, next } => {
-                if attempt.is_success() {
-                    report.recovered = s.failing_since.remove(&webhook).is_some();
-                } else {
-                    let since = *s.failing_since.entry(webhook).or_insert(now);
-                    report.failing_since = Some(since);
-                }
-                let error = attempt.error.clone();
-                s.attempts.entry(*delivery).or_default().push(attempt);
-                if let Some(row) = s.deliveries.get_mut(delivery) {
-                    row.record.attempts += 1;
-                    row.record.last_error.clone_from(&error);
-                    row.record.updated_at = now;
-                }
-                match next {
-                    Next::Succeeded => (DeliveryStatus::Succeeded, None, None),
-                    Next::RetryAt(at) => (DeliveryStatus::Pending, Some(at), error),
-                    Next::Dead => (DeliveryStatus::Dead, None, error),
-                }
+        report = match change.health {
+            Health::Unchanged => report,
+            Health::Healthy => {
+                let recovered = s.failing_since.remove(&webhook).is_some();
+                report.health(None, recovered)
             }
-            Finish::Released => (DeliveryStatus::Pending, Some(now), None),
-            Finish::Abandoned { reason } => (DeliveryStatus::Dead, None, Some(reason)),
+            Health::Failing => {
+                let since = *s.failing_since.entry(webhook).or_insert(now);
+                report.health(Some(since), false)
+            }
         };
+        if let Finish::Attempted { attempt, .. } = finish {
+            s.attempts.entry(*delivery).or_default().push(attempt);
+        }
         if held {
-            s.set_due(*delivery, due);
-            if let Some(row) = s.deliveries.get_mut(delivery) {
-                row.lease = None;
-                row.record.status = status;
-                if error.is_some() || status == DeliveryStatus::Succeeded {
-                    row.record.last_error = error;
-                }
+            s.set_due(*delivery, change.due);
+        }
+        if let Some(row) = s.deliveries.get_mut(delivery) {
+            if change.attempted {
+                row.record.attempts = row.record.attempts.saturating_add(1);
+            }
+            if change.attempted || held {
+                row.record.last_error = change.last_error.apply(row.record.last_error.take());
                 row.record.updated_at = now;
+            }
+            if held {
+                row.lease = None;
+                row.record.status = change.status;
             }
         }
         Ok(report)

@@ -18,11 +18,10 @@
 //!
 //! [`MemoryQueue`] keeps everything in the process; `SqliteStore` (feature `sqlite`) in a file;
 //! `PostgresStore` (feature `postgres`) in a database that many processes share.
-//! With the `test-util` feature, [`conformance::check_delivery_queue`] checks any
-//! implementation.
+//! With the `test-util` feature,
+//! [`delivery_queue_conformance!`](crate::delivery_queue_conformance) checks any
+//! implementation, one test per behaviour.
 
-#[cfg(feature = "test-util")]
-pub mod conformance;
 mod manage;
 mod memory;
 mod types;
@@ -40,7 +39,8 @@ pub use manage::Deliveries;
 pub use memory::MemoryQueue;
 pub use types::{
     AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryRecord, DeliveryStatus,
-    Enqueued, Finish, FinishReport, LeaseId, NewDelivery, NewEvent, Next,
+    Enqueued, Finish, FinishReport, Health, LastError, LeaseId, NewDelivery, NewEvent, Next,
+    Transition,
 };
 
 /// The most deliveries one [`list_deliveries`](DeliveryQueue::list_deliveries) call returns.

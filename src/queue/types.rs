@@ -8,10 +8,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use http::StatusCode;
-
-use crate::dispatcher::AttemptResult;
-use crate::transport::{TransportError, TransportErrorKind};
 use crate::webhook::{DeliveryId, EventId, OrgId, WebhookId};
 use crate::EventType;
 
@@ -171,6 +167,35 @@ pub struct DeliveryRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl DeliveryRecord {
+    /// A new pending delivery of event `event_id` to `webhook_id`, due at `created_at`, not
+    /// yet attempted. For queue implementations; set the other fields as stored.
+    pub fn new(
+        id: DeliveryId,
+        event_id: EventId,
+        org: OrgId,
+        event_type: EventType,
+        webhook_id: WebhookId,
+        url: impl Into<String>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            event_id,
+            org,
+            event_type,
+            webhook_id,
+            url: url.into(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: Some(created_at),
+            last_error: None,
+            created_at,
+            updated_at: created_at,
+        }
+    }
+}
+
 /// Identifies one claim of a delivery; settling needs it, so a worker whose lease expired
 /// cannot overwrite the state its successor set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -233,12 +258,21 @@ impl ClaimRequest {
 pub struct Claim {
     /// The delivery (its `next_attempt_at` is the lease's end).
     pub delivery: DeliveryRecord,
-    /// The event's project.
-    pub project: String,
     /// The payload bytes.
     pub payload: Bytes,
     /// The claim, to settle it with.
     pub lease: LeaseId,
+}
+
+impl Claim {
+    /// A claim of `delivery` under `lease`, with its event's payload.
+    pub fn new(delivery: DeliveryRecord, payload: Bytes, lease: LeaseId) -> Self {
+        Self {
+            delivery,
+            payload,
+            lease,
+        }
+    }
 }
 
 /// One attempt, as the delivery log shows it.
@@ -263,74 +297,43 @@ pub struct AttemptLog {
     pub error: Option<String>,
 }
 
-/// The error kind of an attempt the endpoint answered with a status other than 2xx.
-const HTTP_STATUS: &str = "http_status";
-
 impl AttemptLog {
-    /// The log entry of an attempt that started at `attempted_at`.
-    pub fn of(result: &AttemptResult, attempted_at: DateTime<Utc>) -> Self {
-        match result {
-            AttemptResult::Delivered {
-                status,
-                body,
-                duration,
-            } => Self {
-                attempted_at,
-                status: Some(status.as_u16()),
-                duration: *duration,
-                response: body.clone(),
-                error_kind: None,
-                error: None,
-            },
-            AttemptResult::Rejected {
-                status,
-                body,
-                duration,
-            } => Self {
-                attempted_at,
-                status: Some(status.as_u16()),
-                duration: *duration,
-                response: body.clone(),
-                error_kind: Some(HTTP_STATUS.into()),
-                error: Some(format!("the endpoint answered {status}")),
-            },
-            AttemptResult::Failed(error) => Self {
-                attempted_at,
-                status: error.status().map(|s| s.as_u16()),
-                duration: error.duration().unwrap_or_default(),
-                response: String::new(),
-                error_kind: Some(error.kind().as_str().into()),
-                error: Some(error.message().to_owned()),
-            },
+    /// A successful attempt made at `attempted_at` that got `status` (no duration, no
+    /// response yet: set them with [`duration`](Self::duration) and
+    /// [`response`](Self::response); mark a failure with [`failed`](Self::failed)).
+    /// For queue implementations reading their own records.
+    pub fn new(attempted_at: DateTime<Utc>, status: Option<u16>) -> Self {
+        Self {
+            attempted_at,
+            status,
+            duration: Duration::ZERO,
+            response: String::new(),
+            error_kind: None,
+            error: None,
         }
     }
 
-    /// The attempt's result, rebuilt from the log (for receipts of an idempotent re-emit).
-    pub fn to_result(&self) -> AttemptResult {
-        let status = self.status.and_then(|s| StatusCode::from_u16(s).ok());
-        match (status, self.error_kind.as_deref()) {
-            (Some(status), None) => AttemptResult::Delivered {
-                status,
-                body: self.response.clone(),
-                duration: self.duration,
-            },
-            (Some(status), Some(HTTP_STATUS)) => AttemptResult::Rejected {
-                status,
-                body: self.response.clone(),
-                duration: self.duration,
-            },
-            (status, kind) => {
-                let error = TransportError::new(
-                    TransportErrorKind::from_name(kind.unwrap_or_default()),
-                    self.error.clone().unwrap_or_default(),
-                )
-                .with_duration(self.duration);
-                AttemptResult::Failed(match status {
-                    Some(status) => error.with_status(status),
-                    None => error,
-                })
-            }
-        }
+    /// The same entry, with how long the attempt took.
+    #[must_use]
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// The same entry, with the start of the response body.
+    #[must_use]
+    pub fn response(mut self, text: impl Into<String>) -> Self {
+        self.response = text.into();
+        self
+    }
+
+    /// The same entry, failed with an error of `kind` (see
+    /// [`error_kind`](Self::error_kind)) saying `message`.
+    #[must_use]
+    pub fn failed(mut self, kind: impl Into<String>, message: impl Into<String>) -> Self {
+        self.error_kind = Some(kind.into());
+        self.error = Some(message.into());
+        self
     }
 
     /// Whether the endpoint answered 2xx.
@@ -373,6 +376,127 @@ pub enum Finish {
     },
 }
 
+impl Finish {
+    /// What settling this way does to a delivery: the one rule every backend persists
+    /// (ours and a host's), so none has to work it out again.
+    ///
+    /// | finish | attempts | last error | status, due (only while the lease holds) | health |
+    /// |---|---|---|---|---|
+    /// | attempted, delivered | +1 | cleared | succeeded, none | healthy |
+    /// | attempted, failed, retry at `t` | +1 | the attempt's error | pending, `t` | failing |
+    /// | attempted, failed, no retry | +1 | the attempt's error | dead, none | failing |
+    /// | released | — | kept | pending, `now` | — |
+    /// | abandoned | — | the reason (only while the lease holds) | dead, none | — |
+    ///
+    /// An attempt counts, and sets the last error and the webhook's health, even when the
+    /// lease was lost (the attempt was made); the status and due time are then left to the
+    /// delivery's new holder.
+    pub fn transition(&self, now: DateTime<Utc>) -> Transition {
+        match self {
+            Self::Attempted { attempt, next } => {
+                let (status, due) = match next {
+                    Next::Succeeded => (DeliveryStatus::Succeeded, None),
+                    Next::RetryAt(at) => (DeliveryStatus::Pending, Some(*at)),
+                    Next::Dead => (DeliveryStatus::Dead, None),
+                };
+                Transition {
+                    attempted: true,
+                    status,
+                    due,
+                    last_error: match &attempt.error {
+                        Some(error) => LastError::Set(error.clone()),
+                        None => LastError::Clear,
+                    },
+                    health: if attempt.is_success() {
+                        Health::Healthy
+                    } else {
+                        Health::Failing
+                    },
+                }
+            }
+            Self::Released => Transition {
+                attempted: false,
+                status: DeliveryStatus::Pending,
+                due: Some(now),
+                last_error: LastError::Keep,
+                health: Health::Unchanged,
+            },
+            Self::Abandoned { reason } => Transition {
+                attempted: false,
+                status: DeliveryStatus::Dead,
+                due: None,
+                last_error: LastError::Set(reason.clone()),
+                health: Health::Unchanged,
+            },
+        }
+    }
+
+    /// The attempt this settle records, if one was made.
+    pub fn attempt(&self) -> Option<&AttemptLog> {
+        match self {
+            Self::Attempted { attempt, .. } => Some(attempt),
+            _ => None,
+        }
+    }
+}
+
+/// What a settle does to a delivery: made by [`Finish::transition`], persisted by a backend.
+///
+/// A backend applies it in one atomic step: when `attempted`, it records the attempt, counts
+/// it and applies `health`; when `attempted` or the lease is held, it applies `last_error`;
+/// when the lease is held, it sets `status` and `due` and ends the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transition {
+    /// An attempt was made: count it.
+    pub attempted: bool,
+    /// The delivery's status, while the lease holds.
+    pub status: DeliveryStatus,
+    /// When it is next due, while the lease holds; `None` once settled.
+    pub due: Option<DateTime<Utc>>,
+    /// What becomes of the delivery's last error.
+    pub last_error: LastError,
+    /// What becomes of the webhook's health.
+    pub health: Health,
+}
+
+/// What becomes of a delivery's last error on a settle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LastError {
+    /// It stays as it is.
+    Keep,
+    /// It is removed (a success).
+    Clear,
+    /// It becomes this.
+    Set(String),
+}
+
+impl LastError {
+    /// The last error after this change, given the one before.
+    pub fn apply(&self, before: Option<String>) -> Option<String> {
+        match self {
+            Self::Keep => before,
+            Self::Clear => None,
+            Self::Set(text) => Some(text.clone()),
+        }
+    }
+}
+
+/// What an attempt tells of its webhook's health (see
+/// [`FinishReport::failing_since`] and [`FinishReport::recovered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Health {
+    /// No attempt: nothing changes.
+    Unchanged,
+    /// It succeeded: the webhook is healthy; its failing-since time is cleared (it
+    /// recovered if it had one).
+    Healthy,
+    /// It failed: the webhook is failing since now, unless it already was.
+    Failing,
+}
+
 /// What [`finish`](super::DeliveryQueue::finish) did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -384,6 +508,30 @@ pub struct FinishReport {
     pub failing_since: Option<DateTime<Utc>>,
     /// This attempt succeeded after failures: the endpoint is healthy again.
     pub recovered: bool,
+}
+
+impl FinishReport {
+    /// The report of a settle whose lease held, with no change of health.
+    pub fn held() -> Self {
+        Self::default()
+    }
+
+    /// The report of a settle whose lease was lost (or whose delivery is gone).
+    pub fn lost() -> Self {
+        Self {
+            lease_lost: true,
+            ..Self::default()
+        }
+    }
+
+    /// The same report, with the webhook's health after the attempt: failing since `since`,
+    /// or (`None`) healthy, `recovered` when it was failing before.
+    #[must_use]
+    pub fn health(mut self, failing_since: Option<DateTime<Utc>>, recovered: bool) -> Self {
+        self.failing_since = failing_since;
+        self.recovered = recovered;
+        self
+    }
 }
 
 /// A listing request over one webhook's deliveries.
@@ -464,5 +612,102 @@ impl DeliveryPage {
     /// A page.
     pub fn new(items: Vec<DeliveryRecord>, next: Option<DeliveryId>) -> Self {
         Self { items, next }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap_or_default()
+    }
+
+    fn attempt(error: Option<&str>) -> AttemptLog {
+        let log = AttemptLog::new(at(0), Some(if error.is_some() { 500 } else { 204 }));
+        match error {
+            Some(message) => log.failed("http_status", message),
+            None => log,
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_transition_table() {
+        let now = at(10);
+        let delivered = Finish::Attempted {
+            attempt: attempt(None),
+            next: Next::Succeeded,
+        };
+        let t = delivered.transition(now);
+        assert_eq!(
+            (t.attempted, t.status, t.due, &t.last_error, t.health),
+            (
+                true,
+                DeliveryStatus::Succeeded,
+                None,
+                &LastError::Clear,
+                Health::Healthy
+            )
+        );
+        let retry = Finish::Attempted {
+            attempt: attempt(Some("boom")),
+            next: Next::RetryAt(at(60)),
+        };
+        let t = retry.transition(now);
+        assert_eq!(
+            (t.attempted, t.status, t.due, &t.last_error, t.health),
+            (
+                true,
+                DeliveryStatus::Pending,
+                Some(at(60)),
+                &LastError::Set("boom".into()),
+                Health::Failing
+            )
+        );
+        let dead = Finish::Attempted {
+            attempt: attempt(Some("boom")),
+            next: Next::Dead,
+        };
+        let t = dead.transition(now);
+        assert_eq!(
+            (t.status, t.due, t.health),
+            (DeliveryStatus::Dead, None, Health::Failing)
+        );
+        let t = Finish::Released.transition(now);
+        assert_eq!(
+            (t.attempted, t.status, t.due, &t.last_error, t.health),
+            (
+                false,
+                DeliveryStatus::Pending,
+                Some(now),
+                &LastError::Keep,
+                Health::Unchanged
+            )
+        );
+        let t = Finish::Abandoned {
+            reason: "deleted".into(),
+        }
+        .transition(now);
+        assert_eq!(
+            (t.attempted, t.status, t.due, &t.last_error, t.health),
+            (
+                false,
+                DeliveryStatus::Dead,
+                None,
+                &LastError::Set("deleted".into()),
+                Health::Unchanged
+            )
+        );
+    }
+
+    #[test]
+    fn last_error_changes_apply() {
+        let before = Some("old".to_owned());
+        assert_eq!(LastError::Keep.apply(before.clone()), before);
+        assert_eq!(LastError::Clear.apply(before.clone()), None);
+        assert_eq!(
+            LastError::Set("new".into()).apply(before),
+            Some("new".into())
+        );
     }
 }

@@ -12,8 +12,8 @@ use super::{from_micros, micros, parsed, Failure, SqliteStore};
 use crate::error::chain;
 use crate::queue::{
     page_limit, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryQueue,
-    DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, LeaseId, NewEvent, Next,
-    QueueError,
+    DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, Health, LastError, LeaseId,
+    NewEvent, QueueError,
 };
 use crate::webhook::{DeliveryId, EventId};
 
@@ -58,14 +58,8 @@ fn deliveries_of(tx: &Transaction<'_>, event: &str) -> Result<Vec<DeliveryRecord
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Records an attempt and the webhook's health; returns (failing_since, recovered).
-fn log_attempt(
-    tx: &Transaction<'_>,
-    delivery: &str,
-    webhook: &str,
-    attempt: &AttemptLog,
-    now: DateTime<Utc>,
-) -> Result<(Option<DateTime<Utc>>, bool), Failure> {
+/// Records an attempt and counts it.
+fn log_attempt(tx: &Transaction<'_>, delivery: &str, attempt: &AttemptLog) -> Result<(), Failure> {
     tx.prepare_cached(
         "INSERT INTO attempts
          (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
@@ -80,27 +74,39 @@ fn log_attempt(
         attempt.error_kind,
         attempt.error,
     ])?;
-    tx.prepare_cached(
-        "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, updated_at = ?3
-         WHERE id = ?1",
-    )?
-    .execute(params![delivery, attempt.error, micros(now)])?;
-    if attempt.is_success() {
-        let recovered = tx
-            .prepare_cached("DELETE FROM endpoint_health WHERE webhook_id = ?1")?
-            .execute([webhook])?
-            > 0;
-        return Ok((None, recovered));
+    tx.prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1")?
+        .execute([delivery])?;
+    Ok(())
+}
+
+/// Applies an attempt's effect on its webhook's health; returns (failing_since, recovered).
+fn apply_health(
+    tx: &Transaction<'_>,
+    webhook: &str,
+    health: Health,
+    now: DateTime<Utc>,
+) -> Result<(Option<DateTime<Utc>>, bool), Failure> {
+    match health {
+        Health::Failing => {
+            tx.prepare_cached(
+                "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES (?1, ?2)
+                 ON CONFLICT (webhook_id) DO NOTHING",
+            )?
+            .execute(params![webhook, micros(now)])?;
+            let since: i64 = tx
+                .prepare_cached("SELECT failing_since FROM endpoint_health WHERE webhook_id = ?1")?
+                .query_row([webhook], |r| r.get(0))?;
+            Ok((Some(from_micros(since)), false))
+        }
+        Health::Healthy => {
+            let recovered = tx
+                .prepare_cached("DELETE FROM endpoint_health WHERE webhook_id = ?1")?
+                .execute([webhook])?
+                > 0;
+            Ok((None, recovered))
+        }
+        _ => Ok((None, false)),
     }
-    tx.prepare_cached(
-        "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES (?1, ?2)
-         ON CONFLICT (webhook_id) DO NOTHING",
-    )?
-    .execute(params![webhook, micros(now)])?;
-    let since: i64 = tx
-        .prepare_cached("SELECT failing_since FROM endpoint_health WHERE webhook_id = ?1")?
-        .query_row([webhook], |r| r.get(0))?;
-    Ok((Some(from_micros(since)), false))
 }
 
 #[async_trait]
@@ -216,7 +222,7 @@ impl DeliveryQueue for SqliteStore {
                 let mut claims = Vec::with_capacity(claimed);
                 if claimed > 0 {
                     let sql = format!(
-                        "SELECT {RECORD}, e.project, e.payload
+                        "SELECT {RECORD}, e.payload
                          FROM deliveries d JOIN events e ON e.id = d.event_id
                          WHERE d.lease = ?1 AND d.due_at = ?2 AND d.status = 'pending'"
                     );
@@ -229,17 +235,12 @@ impl DeliveryQueue for SqliteStore {
                         let payload = match payloads.get(&delivery.event_id) {
                             Some(p) => p.clone(),
                             None => {
-                                let p = Bytes::from(row.get::<_, Vec<u8>>(13)?);
+                                let p = Bytes::from(row.get::<_, Vec<u8>>(12)?);
                                 payloads.insert(delivery.event_id, p.clone());
                                 p
                             }
                         };
-                        claims.push(Claim {
-                            delivery,
-                            project: row.get(12)?,
-                            payload,
-                            lease,
-                        });
+                        claims.push(Claim::new(delivery, payload, lease));
                     }
                 }
                 tx.commit()?;
@@ -266,46 +267,38 @@ impl DeliveryQueue for SqliteStore {
                     .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()?;
                 let Some((webhook, status, held_by)) = found else {
-                    return Ok(FinishReport {
-                        lease_lost: true,
-                        ..FinishReport::default()
-                    });
+                    return Ok(FinishReport::lost());
                 };
                 let held = held_by == Some(lease.0) && status == "pending";
-                let mut report = FinishReport {
-                    lease_lost: !held,
-                    ..FinishReport::default()
+                let change = finish.transition(now);
+                if let Some(attempt) = finish.attempt() {
+                    log_attempt(&tx, &id, attempt)?;
+                }
+                let (failing_since, recovered) = apply_health(&tx, &webhook, change.health, now)?;
+                let report = if held {
+                    FinishReport::held()
+                } else {
+                    FinishReport::lost()
+                }
+                .health(failing_since, recovered);
+                let (keep, error) = match change.last_error {
+                    LastError::Set(text) => (false, Some(text)),
+                    LastError::Clear => (false, None),
+                    _ => (true, None),
                 };
-                let (status, due, error) = match finish {
-                    Finish::Attempted { attempt, next } => {
-                        (report.failing_since, report.recovered) =
-                            log_attempt(&tx, &id, &webhook, &attempt, now)?;
-                        match next {
-                            Next::Succeeded => (DeliveryStatus::Succeeded, None, None),
-                            Next::RetryAt(at) => {
-                                (DeliveryStatus::Pending, Some(micros(at)), attempt.error)
-                            }
-                            Next::Dead => (DeliveryStatus::Dead, None, attempt.error),
-                        }
-                    }
-                    Finish::Released => (DeliveryStatus::Pending, Some(micros(now)), None),
-                    Finish::Abandoned { reason } => (DeliveryStatus::Dead, None, Some(reason)),
-                };
-                if held {
+                if change.attempted || held {
                     tx.prepare_cached(
-                        "UPDATE deliveries SET status = ?2, due_at = ?3, lease = NULL,
-                             last_error = CASE WHEN ?4 IS NOT NULL OR ?2 = 'succeeded'
-                                               THEN ?4 ELSE last_error END,
-                             updated_at = ?5
+                        "UPDATE deliveries SET last_error = CASE WHEN ?2 THEN last_error ELSE ?3 END,
+                             updated_at = ?4
                          WHERE id = ?1",
                     )?
-                    .execute(params![
-                        id,
-                        status.as_str(),
-                        due,
-                        error,
-                        micros(now)
-                    ])?;
+                    .execute(params![id, keep, error, micros(now)])?;
+                }
+                if held {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET status = ?2, due_at = ?3, lease = NULL WHERE id = ?1",
+                    )?
+                    .execute(params![id, change.status.as_str(), change.due.map(micros)])?;
                 }
                 tx.commit()?;
                 Ok(report)

@@ -2,12 +2,11 @@
 //! in-memory implementation [`MemoryStore`].
 //!
 //! A host wires in its own database by implementing the seven required methods; the store
-//! only persists what [`Webhooks`](crate::Webhooks) has already validated. With the
-//! `test-util` feature, [`conformance::check_config_store`] checks an implementation against
-//! every behaviour the crate relies on.
+//! only persists what [`Webhooks`] has already validated. With the
+//! `test-util` feature, [`config_store_conformance!`](crate::config_store_conformance)
+//! checks an implementation against every behaviour the crate relies on, one test each.
 
-#[cfg(feature = "test-util")]
-pub mod conformance;
+mod manage;
 mod memory;
 
 use std::fmt;
@@ -17,6 +16,7 @@ use async_trait::async_trait;
 use crate::webhook::{OrgId, SigningKeys, Webhook, WebhookId};
 use crate::EventType;
 
+pub use manage::{ManageError, Webhooks};
 pub use memory::MemoryStore;
 
 /// The most webhooks one [`list_webhooks`](ConfigStore::list_webhooks) call returns.

@@ -1,11 +1,10 @@
 //! Webhook configuration: where events go, which ones, and how requests are signed.
 //!
 //! A [`Webhook`] is the stored record; [`NewWebhook`] and [`WebhookUpdate`] are what a host
-//! passes to [`Webhooks`] to create and change one. Every input is validated
+//! passes to [`Webhooks`](crate::Webhooks) to create and change one. Every input is validated
 //! by the pure functions in [`validate`] before anything is written.
 
 mod id;
-pub(crate) mod manage;
 pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +19,6 @@ use crate::signing::SignatureSchemes;
 use crate::EventType;
 
 pub use id::{BadId, DeliveryId, EventId, OrgId, WebhookId};
-pub use manage::{ManageError, Webhooks};
 pub use validate::{UnstorableText, WebhookError};
 
 /// Which events of an organization a webhook receives.

@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 
 use super::{HostEvent, Worker};
-use crate::dispatcher::{judge, AttemptResult, DeliveryOutcome};
-use crate::queue::{failing_too_long, AttemptLog, Claim, Finish, Next};
-use crate::retry::{random_unit, verdict, RetryPolicy, Verdict};
+use crate::delivery::retry::random_unit;
+use crate::delivery::{decide, AttemptResult, DeliveryOutcome};
+use crate::queue::{failing_too_long, Claim, Finish, Next};
 use crate::store::StoreError;
 use crate::transport::{TransportError, TransportErrorKind};
 use crate::webhook::{Webhook, WebhookStatus};
@@ -16,7 +16,7 @@ impl Worker {
     pub(super) async fn attempt(&self, claim: Claim) {
         let delivery = &claim.delivery;
         let found = match self
-            .inner
+            .parts
             .store
             .webhook_with_keys(&delivery.webhook_id)
             .await
@@ -37,8 +37,9 @@ impl Worker {
                 return self.abandon(&claim, reason).await;
             }
         };
-        let (attempted_at, response) = self
-            .inner
+        let sent = self
+            .parts
+            .sender
             .send(
                 &webhook,
                 keys.as_ref(),
@@ -47,26 +48,23 @@ impl Worker {
                 claim.payload.clone(),
             )
             .await;
-        let headers = response.as_ref().ok().map(|r| r.headers.clone());
-        let result = judge(response);
         let now = Utc::now();
-        let verdict = verdict(&result, headers.as_ref(), now);
-        let next = match verdict {
-            Verdict::Delivered => Next::Succeeded,
-            Verdict::Retry { retry_after } => self
-                .options
-                .retry
-                .next_delay(delivery.attempts + 1, retry_after, random_unit())
-                .map_or(Next::Dead, |delay| {
-                    Next::RetryAt(RetryPolicy::due_at(now, delay))
-                }),
-            _ => Next::Dead,
-        };
-        let log = AttemptLog::of(&result, attempted_at);
+        let decision = decide(
+            &sent.result,
+            sent.retry_after,
+            delivery.attempts.saturating_add(1),
+            &self.options.retry,
+            now,
+            random_unit(),
+        );
+        let log = sent.log();
         let last_error = log.error.clone().unwrap_or_default();
-        let finish = Finish::Attempted { attempt: log, next };
+        let finish = Finish::Attempted {
+            attempt: log,
+            next: decision.next,
+        };
         let report = match self
-            .inner
+            .parts
             .queue
             .finish(&delivery.id, claim.lease, finish, now)
             .await
@@ -80,21 +78,13 @@ impl Worker {
                 });
             }
         };
-        self.inner.waiters.fulfil(DeliveryOutcome {
-            delivery_id: delivery.id,
-            webhook_id: webhook.id,
-            url: webhook.url.clone(),
-            attempted_at,
-            result,
-            next_attempt_at: match next {
-                Next::RetryAt(at) => Some(at),
-                _ => None,
-            },
-        });
+        self.parts
+            .waiters
+            .fulfil(sent.outcome(delivery.id, &webhook, decision.next_attempt_at()));
         if report.lease_lost {
             return;
         }
-        if next == Next::Dead {
+        if decision.next == Next::Dead {
             self.tell(HostEvent::DeliveryExhausted {
                 delivery_id: delivery.id,
                 webhook_id: webhook.id,
@@ -102,7 +92,7 @@ impl Worker {
                 last_error: last_error.clone(),
             });
         }
-        if verdict == Verdict::Gone {
+        if decision.disable_webhook {
             let reason = "the endpoint answered 410 Gone: it asked for no more deliveries".into();
             self.disable(&webhook, reason, now).await;
         } else if failing_too_long(
@@ -126,7 +116,7 @@ impl Worker {
     /// Ends a delivery that cannot be attempted, and tells its ticket why.
     async fn abandon(&self, claim: &Claim, reason: String) {
         if let Ok(url) = url::Url::parse(&claim.delivery.url) {
-            self.inner.waiters.fulfil(DeliveryOutcome {
+            self.parts.waiters.fulfil(DeliveryOutcome {
                 delivery_id: claim.delivery.id,
                 webhook_id: claim.delivery.webhook_id,
                 url,
@@ -142,7 +132,7 @@ impl Worker {
             reason: reason.clone(),
         };
         match self
-            .inner
+            .parts
             .queue
             .finish(&claim.delivery.id, claim.lease, finish, Utc::now())
             .await
@@ -183,7 +173,7 @@ impl Worker {
         webhook.updated_at = now;
         webhook.revision = seen.revision.saturating_add(1);
         match self
-            .inner
+            .parts
             .store
             .update_webhook(&webhook, seen.revision)
             .await

@@ -19,9 +19,10 @@ use chrono::Utc;
 use tokio::sync::{broadcast, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::dispatcher::Inner;
-use crate::queue::{ClaimRequest, Finish, LeaseId};
-use crate::retry::RetryPolicy;
+use crate::delivery::retry::RetryPolicy;
+use crate::delivery::{Sender, Waiters};
+use crate::queue::{ClaimRequest, DeliveryQueue, Finish, LeaseId};
+use crate::store::ConfigStore;
 use crate::webhook::{DeliveryId, WebhookId};
 use crate::EventType;
 
@@ -245,15 +246,27 @@ async fn arrived(signal: Option<&Notify>) {
     }
 }
 
-/// Starts a worker over the dispatcher's parts.
-pub(crate) fn start(inner: Arc<Inner>, options: WorkerOptions) -> WorkerHandle {
+/// What a worker works with, handed over by the dispatcher that starts it.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerParts {
+    pub(crate) store: Arc<dyn ConfigStore>,
+    pub(crate) queue: Arc<dyn DeliveryQueue>,
+    pub(crate) sender: Sender,
+    /// Tickets of this process's emits, told each delivery's first outcome.
+    pub(crate) waiters: Arc<Waiters>,
+    /// Raised when deliveries become due now in this process (emit, redeliver).
+    pub(crate) wake: Arc<Notify>,
+}
+
+/// Starts a worker over `parts`.
+pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle {
     let (stop, stopped) = watch::channel(false);
     let (events, _) = broadcast::channel(1024);
     let lease = options
         .lease
-        .unwrap_or(inner.request_timeout + Duration::from_secs(30));
+        .unwrap_or(parts.sender.request_timeout() + Duration::from_secs(30));
     let worker = Worker {
-        inner,
+        parts,
         lease,
         permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
         busy: Arc::new(Mutex::new(Busy::default())),
@@ -281,7 +294,7 @@ struct Busy {
 
 #[derive(Clone)]
 struct Worker {
-    inner: Arc<Inner>,
+    parts: WorkerParts,
     options: WorkerOptions,
     lease: Duration,
     permits: Arc<Semaphore>,
@@ -306,7 +319,7 @@ impl Worker {
 
     async fn run(self, mut stopped: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
-        let arrivals = self.inner.queue.arrivals();
+        let arrivals = self.parts.queue.arrivals();
         loop {
             while tasks.try_join_next().is_some() {}
             let first = tokio::select! {
@@ -333,7 +346,7 @@ impl Worker {
                 skip
             };
             let request = ClaimRequest::new(Utc::now(), self.lease, permits.len()).skip(skip);
-            let claims = match self.inner.queue.claim(&request).await {
+            let claims = match self.parts.queue.claim(&request).await {
                 Ok(claims) => claims,
                 Err(error) => {
                     self.tell(HostEvent::BackendError {
@@ -345,7 +358,7 @@ impl Worker {
             if claims.is_empty() {
                 drop(permits);
                 tokio::select! {
-                    _ = self.inner.wake.notified() => {}
+                    _ = self.parts.wake.notified() => {}
                     _ = self.finished.notified() => {}
                     _ = arrived(arrivals.as_deref()) => {}
                     _ = tokio::time::sleep(self.options.poll_interval) => {}
@@ -390,7 +403,7 @@ impl Worker {
 
     async fn release(&self, id: DeliveryId, lease: LeaseId) {
         if let Err(error) = self
-            .inner
+            .parts
             .queue
             .finish(&id, lease, Finish::Released, Utc::now())
             .await

@@ -34,6 +34,24 @@ pub struct Preview {
 }
 
 impl Preview {
+    /// A preview of the request `url` would receive. For test doubles;
+    /// [`Dispatcher::preview`](crate::Dispatcher::preview) makes the real ones.
+    pub fn new(
+        webhook_id: WebhookId,
+        url: Url,
+        delivery_id: DeliveryId,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Self {
+        Self {
+            webhook_id,
+            url,
+            delivery_id,
+            headers,
+            body,
+        }
+    }
+
     /// The body as text (it is always UTF-8 JSON).
     pub fn body_text(&self) -> &str {
         std::str::from_utf8(&self.body).unwrap_or_default()

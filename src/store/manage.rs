@@ -1,15 +1,19 @@
-//! Managing webhooks and organization secrets: validate, then write through the store.
+//! [`Webhooks`]: managing webhooks and organization secrets: validate, then write through
+//! the store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 
-use super::{validate, NewWebhook, OrgId, PreviousSecret, SigningKeys, Webhook, WebhookError};
-use super::{WebhookId, WebhookStatus, WebhookUpdate};
+use super::{ConfigStore, Page, ScopeFilter, StoreError, WebhookQuery};
+use crate::clock::now;
 use crate::secret::{Secret, SecretError};
-use crate::store::{ConfigStore, Page, ScopeFilter, StoreError, WebhookQuery};
 use crate::transport::guard::AddressPolicy;
+use crate::webhook::{
+    validate, NewWebhook, OrgId, PreviousSecret, SigningKeys, Webhook, WebhookError, WebhookId,
+    WebhookStatus, WebhookUpdate,
+};
 
 /// The management operations of the platform's Webhooks tab and of Labelbox's SDK: create,
 /// get, list, update, deactivate/reactivate, delete, and the organization's secret.
@@ -296,9 +300,4 @@ impl Webhooks {
 /// Checks an organization id a call was given.
 fn org_id(org: &OrgId) -> Result<(), WebhookError> {
     Ok(validate::storable("organization id", org.as_str())?)
-}
-
-/// The current time, to the microsecond (what databases keep).
-pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
 }

@@ -1,54 +1,18 @@
-//! The behaviour suite every [`ConfigStore`] must pass (feature `test-util`).
-//!
-//! One call runs every check, each against a fresh store from your factory, and panics with
-//! the name of the first behaviour that fails:
-//!
-//! ```
-//! use dataops_webhooks::store::{conformance, MemoryStore};
-//!
-//! # tokio_test_block_on(async {
-//! conformance::check_config_store(|| async { MemoryStore::new() }).await;
-//! # });
-//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-//! # }
-//! ```
-//!
-//! A host runs it from its own test against its own store (a fresh schema or table per
-//! store keeps the checks independent).
+//! The behaviours every [`ConfigStore`] must have, one function each: what
+//! [`config_store_conformance!`](crate::config_store_conformance) runs as one test each.
 
-use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 
-use super::{ConfigStore, ScopeFilter, StoreError, WebhookQuery};
 use crate::secret::Secret;
 use crate::signing::{SignatureScheme, SignatureSchemes};
+use crate::store::{ConfigStore, ScopeFilter, StoreError, WebhookQuery};
 use crate::webhook::{
     CustomHeaders, EventFilter, OrgId, PreviousSecret, Scope, SigningKeys, Webhook, WebhookId,
     WebhookStatus,
 };
 use crate::EventType;
-
-/// Runs every check against fresh stores from `make`. Panics naming the failed behaviour.
-pub async fn check_config_store<S, F, Fut>(make: F)
-where
-    S: ConfigStore + 'static,
-    F: Fn() -> Fut,
-    Fut: Future<Output = S>,
-{
-    round_trips_every_field(&make().await).await;
-    refuses_a_duplicate_id(&make().await).await;
-    updates_and_deletes(&make().await).await;
-    updates_only_the_revision_they_read(&make().await).await;
-    concurrent_updates_of_one_revision_have_one_winner(make().await).await;
-    pages_in_id_order_without_gaps(&make().await).await;
-    filters_by_organization_and_scope(&make().await).await;
-    keeps_signing_keys_per_organization(&make().await).await;
-    finds_a_webhook_with_its_keys(&make().await).await;
-    finds_subscribers(&make().await).await;
-    text_it_cannot_store_is_refused_first(make().await).await;
-}
 
 fn org(name: &str) -> OrgId {
     OrgId::new(name)
@@ -81,7 +45,9 @@ fn project(name: &str) -> Scope {
     Scope::Project(name.to_owned())
 }
 
-async fn round_trips_every_field(store: &impl ConfigStore) {
+/// A webhook reads back exactly as written, every field included.
+pub async fn round_trips_every_field<B: ConfigStore>(store: Arc<B>) {
+    let store = &*store;
     let mut full = webhook("acme", project("traffic-signs"));
     full.events = EventFilter::only([EventType::IssueExported, EventType::DatasetFailed]);
     full.status = WebhookStatus::Disabled {
@@ -120,7 +86,9 @@ async fn round_trips_every_field(store: &impl ConfigStore) {
     );
 }
 
-async fn refuses_a_duplicate_id(store: &impl ConfigStore) {
+/// Inserting a webhook whose id exists is a conflict and changes nothing.
+pub async fn refuses_a_duplicate_id<B: ConfigStore>(store: Arc<B>) {
+    let store = &*store;
     let w = webhook("acme", Scope::Organization);
     store
         .insert_webhook(&w)
@@ -144,7 +112,9 @@ async fn refuses_a_duplicate_id(store: &impl ConfigStore) {
     );
 }
 
-async fn updates_and_deletes(store: &impl ConfigStore) {
+/// Updates replace a webhook, updating or deleting a missing one says so.
+pub async fn updates_and_deletes<B: ConfigStore>(store: Arc<B>) {
+    let store = &*store;
     let mut w = webhook("acme", project("p"));
     store
         .insert_webhook(&w)
@@ -206,7 +176,9 @@ async fn updates_and_deletes(store: &impl ConfigStore) {
     );
 }
 
-async fn updates_only_the_revision_they_read(store: &impl ConfigStore) {
+/// An update of a revision no longer stored is refused as stale and changes nothing.
+pub async fn updates_only_the_revision_they_read<B: ConfigStore>(store: Arc<B>) {
+    let store = &*store;
     let name = "updates_only_the_revision_they_read";
     let w = webhook("acme", project("p"));
     store
@@ -251,7 +223,10 @@ async fn updates_only_the_revision_they_read(store: &impl ConfigStore) {
         .unwrap_or_else(|e| panic!("{name}: an update of the stored revision: {e}"));
 }
 
-async fn concurrent_updates_of_one_revision_have_one_winner<S: ConfigStore>(store: S) {
+/// Of concurrent updates of one revision, exactly one wins; the others are stale.
+pub async fn concurrent_updates_of_one_revision_have_one_winner<B: ConfigStore + 'static>(
+    store: Arc<B>,
+) {
     let name = "concurrent_updates_of_one_revision_have_one_winner";
     let w = webhook("acme", project("p"));
     store
@@ -302,13 +277,13 @@ async fn concurrent_updates_of_one_revision_have_one_winner<S: ConfigStore>(stor
     );
 }
 
-/// A NUL in a project name, organization id or description is refused by [`Webhooks`] with
-/// the same typed error whatever the store, and nothing is written.
-async fn text_it_cannot_store_is_refused_first<S: ConfigStore + 'static>(store: S) {
-    use crate::webhook::{ManageError, NewWebhook, WebhookError, WebhookUpdate, Webhooks};
+/// A NUL in a project name, organization id or description is refused before the store is called.
+pub async fn text_it_cannot_store_is_refused_first<B: ConfigStore + 'static>(store: Arc<B>) {
+    use crate::store::{ManageError, Webhooks};
+    use crate::webhook::{NewWebhook, WebhookError, WebhookUpdate};
 
     let name = "text_it_cannot_store_is_refused_first";
-    let webhooks = Webhooks::new(std::sync::Arc::new(store));
+    let webhooks = Webhooks::new(store);
     let url = "https://hooks.example.com/a";
     let kept = webhooks
         .create(NewWebhook::new(project("p"), url))
@@ -370,7 +345,9 @@ async fn text_it_cannot_store_is_refused_first<S: ConfigStore + 'static>(store: 
     );
 }
 
-async fn pages_in_id_order_without_gaps(store: &impl ConfigStore) {
+/// Listings page in id order, without gaps or repeats.
+pub async fn pages_in_id_order_without_gaps<B: ConfigStore>(store: Arc<B>) {
+    let store = &*store;
     let mut ids = Vec::new();
     for _ in 0..5 {
         let w = webhook("acme", project("p"));
@@ -420,7 +397,9 @@ async fn pages_in_id_order_without_gaps(store: &impl ConfigStore) {
     );
 }
 
-async fn filters_by_organization_and_scope(store: &impl ConfigStore) {
+/// Listings return one organization's webhooks, filtered by scope.
+pub async fn filters_by_organization_and_scope<B: ConfigStore>(store: Arc<B>) {
+    let store = &*store;
     let in_p = webhook("acme", project("p"));
     let in_q = webhook("acme", project("q"));
     let org_wide = webhook("acme", Scope::Organization);
@@ -467,7 +446,9 @@ async fn filters_by_organization_and_scope(store: &impl ConfigStore) {
     );
 }
 
-async fn keeps_signing_keys_per_organization(store: &impl ConfigStore) {
+/// Signing keys are kept per organization and replaced whole.
+pub async fn keeps_signing_keys_per_organization<B: ConfigStore>(store: Arc<B>) {
+    let store = &*store;
     let acme = org("acme");
     let none = store
         .signing_keys(&acme)
@@ -511,7 +492,9 @@ async fn keeps_signing_keys_per_organization(store: &impl ConfigStore) {
     );
 }
 
-async fn finds_a_webhook_with_its_keys(store: &impl ConfigStore) {
+/// A webhook is found with its organization's keys when it signs with them.
+pub async fn finds_a_webhook_with_its_keys<B: ConfigStore>(store: Arc<B>) {
+    let store = &*store;
     let name = "finds_a_webhook_with_its_keys";
     let keys = SigningKeys::new(
         Secret::generate().unwrap_or_else(|e| panic!("{e}")),
@@ -563,7 +546,9 @@ async fn finds_a_webhook_with_its_keys(store: &impl ConfigStore) {
     );
 }
 
-async fn finds_subscribers(store: &impl ConfigStore) {
+/// Subscribers are the active webhooks of the project and the organization that take the event type.
+pub async fn finds_subscribers<B: ConfigStore>(store: Arc<B>) {
+    let store = &*store;
     let exported = EventType::IssueExported;
     let mut subscribed = webhook("acme", project("p"));
     subscribed.events = EventFilter::only([exported]);

@@ -1,54 +1,18 @@
-//! The behaviour suite every [`DeliveryQueue`] must pass (feature `test-util`).
-//!
-//! One call runs every check, each against a fresh queue from your factory, and panics with
-//! the name of the first behaviour that fails. Times are made up by the checks, so a run
-//! takes milliseconds:
-//!
-//! ```
-//! use dataops_webhooks::queue::{conformance, MemoryQueue};
-//!
-//! # tokio_test_block_on(async {
-//! conformance::check_delivery_queue(|| async { MemoryQueue::new() }).await;
-//! # });
-//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-//! # }
-//! ```
+//! The behaviours every [`DeliveryQueue`] must have, one function each: what
+//! [`delivery_queue_conformance!`](crate::delivery_queue_conformance) runs as one test each.
 
-use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{
+use crate::queue::{
     AttemptLog, ClaimRequest, DeliveryQuery, DeliveryQueue, DeliveryRecord, DeliveryStatus,
     Enqueued, Finish, NewDelivery, NewEvent, Next,
 };
 use crate::webhook::{DeliveryId, OrgId, WebhookId};
 use crate::EventType;
-
-/// Runs every check against fresh queues from `make`. Panics naming the failed behaviour.
-pub async fn check_delivery_queue<Q, F, Fut>(make: F)
-where
-    Q: DeliveryQueue + 'static,
-    F: Fn() -> Fut,
-    Fut: Future<Output = Q>,
-{
-    stores_the_payload_once_and_hands_it_to_every_delivery(&make().await).await;
-    claims_only_what_is_due_oldest_first(&make().await).await;
-    a_lease_hides_a_delivery_until_it_expires(&make().await).await;
-    settles_success_retry_and_death(&make().await).await;
-    a_lost_lease_cannot_overwrite_the_new_holder(&make().await).await;
-    release_and_abandon(&make().await).await;
-    settles_at_once_each_on_its_own(&make().await).await;
-    skips_webhooks_at_their_limit(&make().await).await;
-    idempotency_keys_return_the_first_event(&make().await).await;
-    lists_newest_first_with_filters_and_cursors(&make().await).await;
-    redelivers_keeping_id_and_attempts(&make().await).await;
-    keeps_endpoint_health(&make().await).await;
-    emits_of_text_it_cannot_store_are_refused_first(make().await).await;
-}
 
 fn t(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + seconds, 0)
@@ -117,14 +81,18 @@ async fn record(queue: &impl DeliveryQueue, id: &DeliveryId) -> DeliveryRecord {
         .expect("the delivery is recorded")
 }
 
-async fn claim(queue: &impl DeliveryQueue, now: i64, limit: usize) -> Vec<super::Claim> {
+async fn claim(queue: &impl DeliveryQueue, now: i64, limit: usize) -> Vec<crate::queue::Claim> {
     queue
         .claim(&ClaimRequest::new(t(now), LEASE, limit))
         .await
         .expect("claim")
 }
 
-async fn stores_the_payload_once_and_hands_it_to_every_delivery(queue: &impl DeliveryQueue) {
+/// An event's payload is stored once and every delivery of it claims the same bytes.
+pub async fn stores_the_payload_once_and_hands_it_to_every_delivery<B: DeliveryQueue>(
+    queue: Arc<B>,
+) {
+    let queue = &*queue;
     let hooks = [WebhookId::new(), WebhookId::new(), WebhookId::new()];
     let e = event(0, &hooks);
     let (payload, ids) = (
@@ -136,7 +104,6 @@ async fn stores_the_payload_once_and_hands_it_to_every_delivery(queue: &impl Del
     assert_eq!(claims.len(), 3, "payload: every delivery is claimable");
     for c in &claims {
         assert_eq!(c.payload, payload, "payload: the exact bytes");
-        assert_eq!(c.project, "p", "payload: the project");
         assert!(ids.contains(&c.delivery.id), "payload: the recorded ids");
         assert_eq!(c.delivery.status, DeliveryStatus::Pending);
         assert_eq!(c.delivery.attempts, 0);
@@ -151,7 +118,9 @@ async fn stores_the_payload_once_and_hands_it_to_every_delivery(queue: &impl Del
     assert_eq!(record.created_at, t(0));
 }
 
-async fn claims_only_what_is_due_oldest_first(queue: &impl DeliveryQueue) {
+/// A claim returns only deliveries due by its time, oldest due first, up to its limit.
+pub async fn claims_only_what_is_due_oldest_first<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     let hook = WebhookId::new();
     let late = event(100, &[hook]);
     let early = event(10, &[hook]);
@@ -168,7 +137,9 @@ async fn claims_only_what_is_due_oldest_first(queue: &impl DeliveryQueue) {
     assert_eq!(claim(queue, 200, 10).await.len(), 1, "due: then the other");
 }
 
-async fn a_lease_hides_a_delivery_until_it_expires(queue: &impl DeliveryQueue) {
+/// A claimed delivery is not handed out again until its lease expires; then it is.
+pub async fn a_lease_hides_a_delivery_until_it_expires<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     enqueue(queue, event(0, &[WebhookId::new()])).await;
     let first = claim(queue, 0, 10).await;
     assert_eq!(first.len(), 1);
@@ -186,7 +157,9 @@ async fn a_lease_hides_a_delivery_until_it_expires(queue: &impl DeliveryQueue) {
     assert_ne!(again[0].lease, first[0].lease, "lease: a new lease id");
 }
 
-async fn settles_success_retry_and_death(queue: &impl DeliveryQueue) {
+/// Settling records the attempt and moves the delivery to succeeded, a retry at its time, or dead.
+pub async fn settles_success_retry_and_death<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     enqueue(queue, event(0, &[WebhookId::new()])).await;
     let c = claim(queue, 0, 1).await.remove(0);
     let id = c.delivery.id;
@@ -272,7 +245,9 @@ async fn settles_success_retry_and_death(queue: &impl DeliveryQueue) {
     );
 }
 
-async fn a_lost_lease_cannot_overwrite_the_new_holder(queue: &impl DeliveryQueue) {
+/// A settle under an expired lease records its attempt but leaves the state to the new holder.
+pub async fn a_lost_lease_cannot_overwrite_the_new_holder<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     enqueue(queue, event(0, &[WebhookId::new()])).await;
     let stale = claim(queue, 0, 1).await.remove(0);
     let fresh = claim(queue, 100, 1).await.remove(0);
@@ -315,7 +290,9 @@ async fn a_lost_lease_cannot_overwrite_the_new_holder(queue: &impl DeliveryQueue
     );
 }
 
-async fn release_and_abandon(queue: &impl DeliveryQueue) {
+/// A released claim is due again at once with its attempts unchanged; an abandoned one is dead with its reason.
+pub async fn release_and_abandon<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     enqueue(queue, event(0, &[WebhookId::new(), WebhookId::new()])).await;
     let mut claims = claim(queue, 0, 2).await;
     let b = claims.pop().expect("two");
@@ -349,10 +326,9 @@ async fn release_and_abandon(queue: &impl DeliveryQueue) {
         .is_empty());
 }
 
-/// A busy worker settles many claims at once (a backend may group them): each lands on its
-/// own delivery with its own report, and a response holding NUL characters is recorded, as
-/// sent or with each NUL as U+FFFD where the backend cannot store NUL.
-async fn settles_at_once_each_on_its_own(queue: &impl DeliveryQueue) {
+/// Concurrent settles of different deliveries each take effect on their own.
+pub async fn settles_at_once_each_on_its_own<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     let (ok, failing) = (WebhookId::new(), WebhookId::new());
     enqueue(
         queue,
@@ -364,7 +340,7 @@ async fn settles_at_once_each_on_its_own(queue: &impl DeliveryQueue) {
     assert_eq!((oks.len(), fails.len()), (2, 4), "at once: six claims");
     let mut hostile = success(10);
     hostile.response = "ok\0\0".into();
-    let settle = |c: &super::Claim, finish| {
+    let settle = |c: &crate::queue::Claim, finish| {
         let (id, lease) = (c.delivery.id, c.lease);
         async move { queue.finish(&id, lease, finish, t(10)).await }
     };
@@ -429,7 +405,9 @@ async fn settles_at_once_each_on_its_own(queue: &impl DeliveryQueue) {
     );
 }
 
-async fn skips_webhooks_at_their_limit(queue: &impl DeliveryQueue) {
+/// A claim leaves alone the webhooks it is asked to skip.
+pub async fn skips_webhooks_at_their_limit<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     let (busy, free) = (WebhookId::new(), WebhookId::new());
     enqueue(queue, event(0, &[busy, busy, free])).await;
     let claims = queue
@@ -440,7 +418,9 @@ async fn skips_webhooks_at_their_limit(queue: &impl DeliveryQueue) {
     assert_eq!(claims[0].delivery.webhook_id, free);
 }
 
-async fn idempotency_keys_return_the_first_event(queue: &impl DeliveryQueue) {
+/// A repeated idempotency key records nothing and returns the first event and its deliveries; keys are per organization.
+pub async fn idempotency_keys_return_the_first_event<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     let hook = WebhookId::new();
     let mut first = event(0, &[hook]);
     first.idempotency_key = Some("export-42".into());
@@ -470,15 +450,15 @@ async fn idempotency_keys_return_the_first_event(queue: &impl DeliveryQueue) {
     enqueue(queue, other_org).await;
 }
 
-/// A NUL in the organization, project or idempotency key is refused by the dispatcher with
-/// the same typed error whatever the queue, and nothing reaches the queue.
-async fn emits_of_text_it_cannot_store_are_refused_first<Q: DeliveryQueue + 'static>(queue: Q) {
+/// An emit with a NUL in its organization, project or idempotency key is refused before the queue is called.
+pub async fn emits_of_text_it_cannot_store_are_refused_first<B: DeliveryQueue + 'static>(
+    queue: Arc<B>,
+) {
     use crate::dispatcher::{DispatchError, Dispatcher, Emit, WebhookDispatcher};
     use crate::event::{Dataset, Event};
     use crate::webhook::{NewWebhook, Scope};
 
     let name = "emits_of_text_it_cannot_store_are_refused_first";
-    let queue = std::sync::Arc::new(queue);
     let dispatcher = WebhookDispatcher::builder()
         .queue(queue.clone())
         .build()
@@ -520,7 +500,9 @@ async fn emits_of_text_it_cannot_store_are_refused_first<Q: DeliveryQueue + 'sta
     );
 }
 
-async fn lists_newest_first_with_filters_and_cursors(queue: &impl DeliveryQueue) {
+/// Listings are newest first, filtered by status and time, and paged by cursor without gaps.
+pub async fn lists_newest_first_with_filters_and_cursors<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     let (hook, other) = (WebhookId::new(), WebhookId::new());
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -578,7 +560,9 @@ async fn lists_newest_first_with_filters_and_cursors(queue: &impl DeliveryQueue)
     assert_eq!(recent.items.len(), 2, "list: since filter");
 }
 
-async fn redelivers_keeping_id_and_attempts(queue: &impl DeliveryQueue) {
+/// Redelivering makes a settled delivery due again, keeping its id and its attempts.
+pub async fn redelivers_keeping_id_and_attempts<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     enqueue(queue, event(0, &[WebhookId::new()])).await;
     let c = claim(queue, 0, 1).await.remove(0);
     queue
@@ -608,7 +592,9 @@ async fn redelivers_keeping_id_and_attempts(queue: &impl DeliveryQueue) {
     assert_eq!(again[0].payload, c.payload, "redeliver: same bytes");
 }
 
-async fn keeps_endpoint_health(queue: &impl DeliveryQueue) {
+/// Attempts keep each webhook's health: a failure starts `failing_since`, a success clears it and says it recovered.
+pub async fn keeps_endpoint_health<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
     let hook = WebhookId::new();
     enqueue(queue, event(0, &[hook, hook, hook])).await;
     let mut claims = claim(queue, 0, 3).await;

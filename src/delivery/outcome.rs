@@ -1,4 +1,5 @@
-//! What became of deliveries: the [`Receipt`] of an emit, and each [`DeliveryOutcome`].
+//! What became of an attempt: [`AttemptResult`] (judged by [`judge`]), the
+//! [`DeliveryOutcome`] a caller sees, and the tickets that wait for one.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,8 +12,7 @@ use tokio::sync::Notify;
 use url::Url;
 
 use crate::transport::{TransportError, TransportResponse};
-use crate::webhook::{DeliveryId, EventId, OrgId, WebhookId};
-use crate::EventType;
+use crate::webhook::{DeliveryId, WebhookId};
 
 /// How one attempt ended.
 #[derive(Debug, Clone)]
@@ -77,6 +77,33 @@ pub struct DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
+    /// The outcome of an attempt of `delivery_id` to `webhook_id` at `url`, made at
+    /// `attempted_at`, with no further attempt due (set one with
+    /// [`next_attempt_at`](Self::next_attempt_at)). For test doubles and host transports.
+    pub fn new(
+        delivery_id: DeliveryId,
+        webhook_id: WebhookId,
+        url: Url,
+        attempted_at: DateTime<Utc>,
+        result: AttemptResult,
+    ) -> Self {
+        Self {
+            delivery_id,
+            webhook_id,
+            url,
+            attempted_at,
+            result,
+            next_attempt_at: None,
+        }
+    }
+
+    /// The same outcome, with the next attempt due at `at`.
+    #[must_use]
+    pub fn next_attempt_at(mut self, at: DateTime<Utc>) -> Self {
+        self.next_attempt_at = Some(at);
+        self
+    }
+
     /// Whether the endpoint accepted it (2xx).
     pub fn is_success(&self) -> bool {
         matches!(self.result, AttemptResult::Delivered { .. })
@@ -110,39 +137,6 @@ impl DeliveryOutcome {
     }
 }
 
-/// What `emit` did with an event: one delivery per subscribed webhook, or none.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Receipt {
-    /// The event's id.
-    pub event_id: EventId,
-    /// Its type.
-    pub event_type: EventType,
-    /// The organization it was emitted for.
-    pub org: OrgId,
-    /// Its project.
-    pub project: String,
-    /// One per webhook that receives it; empty when none does.
-    pub deliveries: Vec<DeliveryTicket>,
-}
-
-impl Receipt {
-    /// Whether no webhook receives the event: the host can prompt its user to create one (the
-    /// platform's "Export to labeling" does).
-    pub fn is_unhandled(&self) -> bool {
-        self.deliveries.is_empty()
-    }
-
-    /// Waits until every delivery has an outcome, and returns them in delivery order.
-    pub async fn outcomes(&self) -> Vec<DeliveryOutcome> {
-        let mut all = Vec::with_capacity(self.deliveries.len());
-        for ticket in &self.deliveries {
-            all.push(ticket.outcome().await);
-        }
-        all
-    }
-}
-
 /// One delivery of an emitted event, and a way to wait for the outcome of its first attempt
 /// (made by a worker started from the same dispatcher, in this process).
 #[derive(Clone)]
@@ -173,6 +167,19 @@ impl OutcomeSlot {
 }
 
 impl DeliveryTicket {
+    /// A ticket whose outcome is already known: what a test double's receipt holds.
+    pub fn resolved(outcome: DeliveryOutcome) -> Self {
+        let slot = Arc::new(OutcomeSlot::default());
+        let ticket = Self {
+            delivery_id: outcome.delivery_id,
+            webhook_id: outcome.webhook_id,
+            url: outcome.url.clone(),
+            slot: slot.clone(),
+        };
+        slot.fill(outcome);
+        ticket
+    }
+
     /// Waits for the outcome of the delivery's first attempt from now: success, or the
     /// failure (with [`next_attempt_at`](DeliveryOutcome::next_attempt_at) when it will be
     /// retried).

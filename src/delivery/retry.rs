@@ -1,28 +1,12 @@
-//! The retry policy: what an attempt's result means, and when the next attempt is due.
+//! The retry policy: when the next attempt is due, as a value.
 //!
-//! Everything here is a pure function of its inputs (the random jitter is passed in), so the
-//! schedule is unit-tested without clocks. The worker calls [`verdict`] on each attempt and
-//! [`RetryPolicy::next_delay`] when it is to be retried.
-//!
-//! | result | verdict |
-//! |---|---|
-//! | 2xx | delivered |
-//! | 410 Gone | dead, and the webhook is disabled at once |
-//! | any other 3xx, 4xx, 5xx (408 and 429 included) | retried; `Retry-After` honoured |
-//! | timeout, connect, DNS, TLS, blocked address, response too large | retried |
-//! | the request cannot be built (a bad stored header) | dead at once |
-//!
-//! Other 4xx are retried on purpose: a 401, 403 or 404 is nearly always a receiver being
-//! set up or redeployed, fixed within the hours the schedule spans; an endpoint that keeps
-//! refusing is disabled by the health window instead of losing the events in between.
+//! Pure functions of their inputs (the random jitter is passed in), so the schedule is
+//! unit-tested without clocks. [`decide`](super::decide) applies it to each attempt; the
+//! table of what each answer means is there.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, StatusCode};
-
-use crate::dispatcher::AttemptResult;
-use crate::transport::TransportErrorKind;
 
 /// The documented default schedule: the delay before each attempt after the previous one
 /// failed (the first is immediate). Eight attempts over about 28 hours.
@@ -171,46 +155,6 @@ impl RetryPolicy {
     }
 }
 
-/// What one attempt's result means for its delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Verdict {
-    /// Delivered (2xx).
-    Delivered,
-    /// Try again, no earlier than `retry_after` if the endpoint said so.
-    Retry {
-        /// The endpoint's `Retry-After`, if it sent one that parses.
-        retry_after: Option<Duration>,
-    },
-    /// 410 Gone: the endpoint is gone for good. The delivery is dead and the webhook disabled.
-    Gone,
-    /// Retrying cannot help (the request cannot even be built): the delivery is dead.
-    Fatal,
-}
-
-/// Judges one attempt, as the table in the [module docs](self) says. `response_headers` are
-/// the endpoint's (for `Retry-After`); `now` reads an HTTP-date `Retry-After`.
-pub fn verdict(
-    result: &AttemptResult,
-    response_headers: Option<&HeaderMap>,
-    now: DateTime<Utc>,
-) -> Verdict {
-    match result {
-        AttemptResult::Delivered { .. } => Verdict::Delivered,
-        AttemptResult::Rejected { status, .. } if *status == StatusCode::GONE => Verdict::Gone,
-        AttemptResult::Rejected { .. } => Verdict::Retry {
-            retry_after: response_headers
-                .and_then(|h| h.get(http::header::RETRY_AFTER))
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, now)),
-        },
-        AttemptResult::Failed(error) if error.kind() == TransportErrorKind::InvalidRequest => {
-            Verdict::Fatal
-        }
-        AttemptResult::Failed(_) => Verdict::Retry { retry_after: None },
-    }
-}
-
 /// Reads a `Retry-After` value: delay-seconds (`120`) or an HTTP date
 /// (`Wed, 21 Oct 2026 07:28:00 GMT`, read relative to `now`; a past date is zero). `None`
 /// when it is neither.
@@ -238,15 +182,6 @@ pub(crate) fn random_unit() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::TransportError;
-
-    fn rejected(status: u16) -> AttemptResult {
-        AttemptResult::Rejected {
-            status: StatusCode::from_u16(status).expect("status"),
-            body: String::new(),
-            duration: Duration::ZERO,
-        }
-    }
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
@@ -364,53 +299,5 @@ mod tests {
         for junk in ["", "soon", "-5", "1.5", "Wed, 99 Oct 2026"] {
             assert_eq!(parse_retry_after(junk, now), None, "{junk}");
         }
-    }
-
-    #[test]
-    fn verdicts_follow_the_table() {
-        let now = at("2026-10-21T07:28:00Z");
-        let ok = AttemptResult::Delivered {
-            status: StatusCode::OK,
-            body: String::new(),
-            duration: Duration::ZERO,
-        };
-        assert_eq!(verdict(&ok, None, now), Verdict::Delivered);
-        assert_eq!(verdict(&rejected(410), None, now), Verdict::Gone);
-        for status in [301, 302, 400, 401, 404, 408, 422, 429, 500, 502, 503] {
-            assert_eq!(
-                verdict(&rejected(status), None, now),
-                Verdict::Retry { retry_after: None },
-                "{status}"
-            );
-        }
-        let mut headers = HeaderMap::new();
-        headers.insert(http::header::RETRY_AFTER, "30".parse().expect("value"));
-        assert_eq!(
-            verdict(&rejected(429), Some(&headers), now),
-            Verdict::Retry {
-                retry_after: Some(Duration::from_secs(30))
-            }
-        );
-        for kind in [
-            TransportErrorKind::Timeout,
-            TransportErrorKind::Connect,
-            TransportErrorKind::Dns,
-            TransportErrorKind::Tls,
-            TransportErrorKind::BlockedAddress,
-            TransportErrorKind::ResponseTooLarge,
-            TransportErrorKind::Other,
-        ] {
-            let failed = AttemptResult::Failed(TransportError::new(kind, "x"));
-            assert_eq!(
-                verdict(&failed, None, now),
-                Verdict::Retry { retry_after: None },
-                "{kind:?}"
-            );
-        }
-        let broken = AttemptResult::Failed(TransportError::new(
-            TransportErrorKind::InvalidRequest,
-            "bad header",
-        ));
-        assert_eq!(verdict(&broken, None, now), Verdict::Fatal);
     }
 }

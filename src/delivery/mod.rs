@@ -1,0 +1,144 @@
+//! One attempt of a delivery, from a claimed delivery to what happens next.
+//!
+//! Every request the crate sends — queued deliveries and test sends alike — goes through one
+//! pipeline, and previews are built by the same code:
+//!
+//! | step | where |
+//! |---|---|
+//! | build the signed request for (webhook, keys, delivery id, event type, body) | [`request`](self) (`Preview` shows it without sending) |
+//! | send it through the [`Transport`], timed | `Sender` (internal) |
+//! | judge the answer: only a 2xx is a delivery | [`judge`], [`AttemptResult`] |
+//! | decide what happens next, as a pure function | [`decide`], [`Decision`], by the [`retry`] policy |
+//! | the attempt as the delivery log keeps it | [`AttemptLog::of`](crate::queue::AttemptLog::of) |
+//!
+//! The worker wires these together (load → attempt → settle → tell); storage persists the
+//! result ([`Finish::transition`](crate::queue::Finish::transition)).
+
+mod decide;
+mod log;
+mod outcome;
+mod request;
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::clock::now;
+use crate::queue::AttemptLog;
+use crate::transport::{Transport, TransportRequest};
+use crate::webhook::{DeliveryId, SigningKeys, Webhook};
+use crate::EventType;
+
+pub use decide::{decide, Decision};
+pub(crate) use outcome::Waiters;
+pub use outcome::{judge, AttemptResult, DeliveryOutcome, DeliveryTicket};
+pub(crate) use request::headers;
+pub use request::Preview;
+
+/// Signs and sends attempts through a [`Transport`]: the one way a request leaves the crate.
+#[derive(Debug, Clone)]
+pub(crate) struct Sender {
+    transport: Arc<dyn Transport>,
+    request_timeout: Duration,
+}
+
+/// One attempt that was made (or could not be built), judged.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    /// When it started.
+    pub(crate) attempted_at: DateTime<Utc>,
+    /// How it ended.
+    pub(crate) result: AttemptResult,
+    /// The endpoint's `Retry-After`, read from a non-2xx answer.
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl Sender {
+    pub(crate) fn new(transport: Arc<dyn Transport>, request_timeout: Duration) -> Self {
+        Self {
+            transport,
+            request_timeout,
+        }
+    }
+
+    /// How long one request may take.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Signs and sends one attempt of delivery `delivery_id` to `webhook`, and judges it.
+    pub(crate) async fn send(
+        &self,
+        webhook: &Webhook,
+        org_keys: Option<&SigningKeys>,
+        delivery_id: DeliveryId,
+        event_type: EventType,
+        body: Bytes,
+    ) -> Sent {
+        let attempted_at = now();
+        let request = headers(
+            webhook,
+            org_keys,
+            delivery_id,
+            event_type,
+            attempted_at,
+            &body,
+        )
+        .map(|headers| {
+            TransportRequest::new(webhook.url.clone(), headers, body, self.request_timeout)
+        });
+        let response = match request {
+            Ok(request) => {
+                let started = Instant::now();
+                self.transport
+                    .send(request)
+                    .await
+                    .map_err(|error| match error.duration() {
+                        Some(_) => error,
+                        None => error.with_duration(started.elapsed()),
+                    })
+            }
+            Err(error) => Err(error),
+        };
+        let retry_after = match &response {
+            Ok(r) if !r.status.is_success() => r
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry::parse_retry_after(v, Utc::now())),
+            _ => None,
+        };
+        Sent {
+            attempted_at,
+            result: judge(response),
+            retry_after,
+        }
+    }
+}
+
+impl Sent {
+    /// The attempt as the delivery log keeps it.
+    pub(crate) fn log(&self) -> AttemptLog {
+        AttemptLog::of(&self.result, self.attempted_at)
+    }
+
+    /// The outcome a ticket or a test send reports.
+    pub(crate) fn outcome(
+        self,
+        delivery_id: DeliveryId,
+        webhook: &Webhook,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> DeliveryOutcome {
+        DeliveryOutcome {
+            delivery_id,
+            webhook_id: webhook.id,
+            url: webhook.url.clone(),
+            attempted_at: self.attempted_at,
+            result: self.result,
+            next_attempt_at,
+        }
+    }
+}
