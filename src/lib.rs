@@ -142,7 +142,9 @@ pub use error::{ParseError, UnknownEventType};
 pub use event::{Event, EventType};
 
 #[cfg(feature = "dispatch")]
-pub use delivery::{judge, retry, AttemptResult, DeliveryOutcome, DeliveryTicket, Preview};
+pub use delivery::{
+    judge, retry, AttemptResult, DeliveryOutcome, DeliveryTicket, Preview, RequestError,
+};
 #[cfg(feature = "dispatch")]
 pub use dispatcher::{
     DispatchError, Dispatcher, DispatcherBuilder, Emit, Receipt, WebhookDispatcher,
@@ -157,7 +159,7 @@ pub use store::{ManageError, Webhooks};
 #[cfg(feature = "dispatch")]
 pub use transport::Transport;
 #[cfg(feature = "dispatch")]
-pub use worker::{HostEvent, WorkerHandle, WorkerOptions};
+pub use worker::{BackendFailure, BackendOperation, HostEvent, WorkerHandle, WorkerOptions};
 
 /// The `User-Agent` of every request: `dataops-webhooks/<version>`.
 pub const USER_AGENT: &str = concat!("dataops-webhooks/", env!("CARGO_PKG_VERSION"));

@@ -129,8 +129,7 @@ async fn concurrent_writers_on_one_file_wait_for_the_lock_instead_of_failing() {
     for _ in 0..2 {
         let store = Arc::new(SqliteStore::open(&path).await.expect("open"));
         let d = WebhookDispatcher::builder()
-            .store(store.clone())
-            .queue(store)
+            .backend(store)
             .address_policy(AddressPolicy::allow_private())
             .build()
             .expect("dispatcher");

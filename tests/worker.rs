@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use dataops_webhooks::event::{Dataset, Event};
-use dataops_webhooks::queue::{DeliveryQuery, DeliveryRecord, DeliveryStatus};
+use dataops_webhooks::queue::{AttemptErrorKind, DeliveryQuery, DeliveryRecord, DeliveryStatus};
 use dataops_webhooks::retry::RetryPolicy;
 use dataops_webhooks::transport::guard::AddressPolicy;
 use dataops_webhooks::webhook::{NewWebhook, Scope, WebhookId, WebhookStatus};
@@ -144,7 +144,7 @@ async fn a_flaky_receiver_ends_every_delivery_as_the_policy_says() {
         let log = d.deliveries().attempts(&r.id).await.expect("attempts");
         assert!(log
             .iter()
-            .all(|a| a.error_kind.as_deref() == Some("timeout")));
+            .all(|a| a.error_kind == Some(AttemptErrorKind::Timeout)));
     }
     for r in settled(&d, dropping).await {
         assert_eq!((r.status, r.attempts), (DeliveryStatus::Dead, 4), "{r:?}");
@@ -628,8 +628,8 @@ async fn failed_attempts_are_logged_with_their_duration_and_status() {
     };
     let timed_out = log(slow_hook).await;
     assert_eq!(
-        timed_out.error_kind.as_deref(),
-        Some("timeout"),
+        timed_out.error_kind,
+        Some(AttemptErrorKind::Timeout),
         "{timed_out:?}"
     );
     assert!(
@@ -639,8 +639,8 @@ async fn failed_attempts_are_logged_with_their_duration_and_status() {
     );
     let too_large = log(flood_hook).await;
     assert_eq!(
-        too_large.error_kind.as_deref(),
-        Some("response_too_large"),
+        too_large.error_kind,
+        Some(AttemptErrorKind::ResponseTooLarge),
         "{too_large:?}"
     );
     assert_eq!(too_large.status, Some(200), "{too_large:?}");
@@ -651,4 +651,25 @@ async fn failed_attempts_are_logged_with_their_duration_and_status() {
         .expect("an outcome");
     assert_eq!(flood_outcome.status().map(|s| s.as_u16()), Some(200));
     worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn running_workers_says_whether_emits_will_be_sent_from_here() {
+    let d = dispatcher();
+    assert_eq!(d.running_workers(), 0, "emits now are recorded, not sent");
+    let first = d.start_worker(options());
+    assert_eq!(d.running_workers(), 1);
+    let second = d.clone().start_worker(options());
+    assert_eq!(d.running_workers(), 2, "clones share the count");
+    first.shutdown().await;
+    assert_eq!(d.running_workers(), 1);
+    drop(second);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while d.running_workers() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a dropped handle stops its worker"
+        );
+        tokio::time::sleep(10 * MS).await;
+    }
 }

@@ -49,7 +49,8 @@ impl Decision {
 /// | 410 Gone | dead, and the webhook is disabled at once |
 /// | any other 3xx, 4xx, 5xx (408 and 429 included) | retried on the schedule; `Retry-After` honoured as a floor |
 /// | timeout, connect, DNS, TLS, blocked address, response too large | retried on the schedule |
-/// | the request cannot be built (a bad stored header or secret) | dead at once |
+/// | the transport cannot make the request | dead at once |
+/// | the request cannot be built (a bad stored header or secret: `Misconfigured`), or was not attempted | dead at once |
 /// | any failure after the schedule's last attempt | dead |
 ///
 /// Other 4xx are retried on purpose: a 401, 403 or 404 is nearly always a receiver being
@@ -81,6 +82,9 @@ pub fn decide(
             Decision::new(Next::Dead, false)
         }
         AttemptResult::Failed(_) => retry(None),
+        AttemptResult::Misconfigured { .. } | AttemptResult::NotAttempted { .. } => {
+            Decision::new(Next::Dead, false)
+        }
     }
 }
 
@@ -180,6 +184,13 @@ mod tests {
         // An unbuildable request: dead at once.
         assert_eq!(
             decide(&failed(TransportErrorKind::InvalidRequest), None, 1),
+            Decision::new(Next::Dead, false)
+        );
+        let misconfigured = AttemptResult::Misconfigured {
+            message: "bad secret".into(),
+        };
+        assert_eq!(
+            decide(&misconfigured, None, 1),
             Decision::new(Next::Dead, false)
         );
         // After the last attempt: dead, Retry-After or not.

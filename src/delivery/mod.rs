@@ -36,7 +36,7 @@ pub use decide::{decide, Decision};
 pub(crate) use outcome::Waiters;
 pub use outcome::{judge, AttemptResult, DeliveryOutcome, DeliveryTicket};
 pub(crate) use request::headers;
-pub use request::Preview;
+pub use request::{Preview, RequestError};
 
 /// Signs and sends attempts through a [`Transport`]: the one way a request leaves the crate.
 #[derive(Debug, Clone)]
@@ -79,30 +79,36 @@ impl Sender {
         body: Bytes,
     ) -> Sent {
         let attempted_at = now();
-        let request = headers(
+        let headers = match headers(
             webhook,
             org_keys,
             delivery_id,
             event_type,
             attempted_at,
             &body,
-        )
-        .map(|headers| {
-            TransportRequest::new(webhook.url.clone(), headers, body, self.request_timeout)
-        });
-        let response = match request {
-            Ok(request) => {
-                let started = Instant::now();
-                self.transport
-                    .send(request)
-                    .await
-                    .map_err(|error| match error.duration() {
-                        Some(_) => error,
-                        None => error.with_duration(started.elapsed()),
-                    })
+        ) {
+            Ok(headers) => headers,
+            Err(error) => {
+                return Sent {
+                    attempted_at,
+                    result: AttemptResult::Misconfigured {
+                        message: error.to_string(),
+                    },
+                    retry_after: None,
+                }
             }
-            Err(error) => Err(error),
         };
+        let request =
+            TransportRequest::new(webhook.url.clone(), headers, body, self.request_timeout);
+        let started = Instant::now();
+        let response = self
+            .transport
+            .send(request)
+            .await
+            .map_err(|error| match error.duration() {
+                Some(_) => error,
+                None => error.with_duration(started.elapsed()),
+            });
         let retry_after = match &response {
             Ok(r) if !r.status.is_success() => r
                 .headers

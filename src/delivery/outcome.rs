@@ -39,6 +39,18 @@ pub enum AttemptResult {
     },
     /// No answer: timeout, refused connection, DNS, TLS, blocked address, ...
     Failed(TransportError),
+    /// Nothing was sent: the stored webhook cannot make a valid request (a header or
+    /// secret the crate's validation refuses). Fix it with
+    /// [`Webhooks::update`](crate::Webhooks::update); retrying cannot help.
+    Misconfigured {
+        /// What is wrong, for the user.
+        message: String,
+    },
+    /// Nothing was sent: the webhook was deleted, or inactive, when the delivery was due.
+    NotAttempted {
+        /// Why, for the user.
+        reason: String,
+    },
 }
 
 /// Judges a transport's result: only a 2xx is a delivery.
@@ -117,6 +129,7 @@ impl DeliveryOutcome {
                 Some(*status)
             }
             AttemptResult::Failed(error) => error.status(),
+            AttemptResult::Misconfigured { .. } | AttemptResult::NotAttempted { .. } => None,
         }
     }
 
@@ -133,6 +146,10 @@ impl DeliveryOutcome {
                 Some(format!("the endpoint answered {status}: {}", body.trim()))
             }
             AttemptResult::Failed(error) => Some(error.to_string()),
+            AttemptResult::Misconfigured { message } => {
+                Some(format!("the request could not be built: {message}"))
+            }
+            AttemptResult::NotAttempted { reason } => Some(reason.clone()),
         }
     }
 }

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use crate::signing::{self, SigningSecrets, AQUARIUM_DELIVERY, AQUARIUM_EVENT};
-use crate::transport::{RedactedHeaders, TransportError, TransportErrorKind};
+use crate::transport::RedactedHeaders;
 use crate::webhook::{validate, DeliveryId, SigningKeys, Webhook, WebhookId};
 use crate::EventType;
 
@@ -99,7 +99,7 @@ pub(crate) fn secrets_for<'a>(
 /// hold such a name; this second check keeps a request intact whatever a store returns.
 ///
 /// # Errors
-/// [`TransportErrorKind::InvalidRequest`] when a stored custom header or secret cannot be
+/// [`RequestError`] when a stored custom header or secret cannot be
 /// used (a custom store returned data the crate's validation would have refused).
 pub(crate) fn headers(
     webhook: &Webhook,
@@ -108,7 +108,7 @@ pub(crate) fn headers(
     event_type: EventType,
     at: DateTime<Utc>,
     body: &[u8],
-) -> Result<HeaderMap, TransportError> {
+) -> Result<HeaderMap, RequestError> {
     let mut map = HeaderMap::with_capacity(10 + webhook.headers.len());
     map.insert(
         http::header::CONTENT_TYPE,
@@ -139,14 +139,11 @@ pub(crate) fn headers(
         }
     }
     if let Some(secrets) = secrets_for(webhook, org_keys, at) {
-        let signed = signing::signature_headers(
-            webhook.schemes,
-            secrets,
-            &delivery,
-            at.timestamp(),
-            body,
-        )
-        .map_err(|e| TransportError::new(TransportErrorKind::InvalidRequest, e.to_string()))?;
+        let signed =
+            signing::signature_headers(webhook.schemes, secrets, &delivery, at.timestamp(), body)
+                .map_err(|e| RequestError {
+                message: format!("the secret cannot sign: {e}; fix it with Webhooks::update"),
+            })?;
         for (name, value) in signed {
             insert(&mut map, HeaderName::from_static(name), value)?;
         }
@@ -156,7 +153,7 @@ pub(crate) fn headers(
 
 /// Inserts a header; every value but the two fixed ones is marked sensitive, so HTTP/2
 /// compression never indexes a secret.
-fn insert(map: &mut HeaderMap, name: HeaderName, value: String) -> Result<(), TransportError> {
+fn insert(map: &mut HeaderMap, name: HeaderName, value: String) -> Result<(), RequestError> {
     // From a `String`, the value takes the buffer over instead of copying it.
     let mut value =
         HeaderValue::try_from(value).map_err(|_| stored_header_error(name.as_str(), "value"))?;
@@ -165,14 +162,22 @@ fn insert(map: &mut HeaderMap, name: HeaderName, value: String) -> Result<(), Tr
     Ok(())
 }
 
-fn stored_header_error(name: &str, what: &str) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::InvalidRequest,
-        format!(
+fn stored_header_error(name: &str, what: &str) -> RequestError {
+    RequestError {
+        message: format!(
             "the stored header `{}` has an invalid {what}; fix it with Webhooks::update",
             validate::escaped(name, 64)
         ),
-    )
+    }
+}
+
+/// The stored webhook cannot make a valid request: a header or secret the crate's validation
+/// refuses (a store returned what [`Webhooks`](crate::Webhooks) would not have written).
+/// Nothing is sent; retrying cannot help until the webhook is fixed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    message: String,
 }
 
 #[cfg(test)]

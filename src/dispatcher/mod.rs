@@ -21,7 +21,9 @@ use tokio::sync::{Notify, Semaphore};
 use url::Url;
 
 use crate::clock::now;
-use crate::delivery::{self, DeliveryOutcome, DeliveryTicket, Preview, Sender, Waiters};
+use crate::delivery::{
+    self, DeliveryOutcome, DeliveryTicket, Preview, RequestError, Sender, Waiters,
+};
 use crate::queue::{
     Deliveries, DeliveryQueue, DeliveryRecord, Enqueued, MemoryQueue, NewDelivery, NewEvent,
     QueueError,
@@ -168,7 +170,7 @@ pub enum DispatchError {
     /// The stored webhook cannot make a valid request (a custom store returned a header or
     /// secret the crate's validation refuses); fix it with [`Webhooks::update`].
     #[error("the request for this webhook cannot be built: {0}")]
-    Request(#[source] TransportError),
+    Request(#[source] RequestError),
     /// The delivery queue failed; the event was not recorded.
     #[error(transparent)]
     Queue(#[from] QueueError),
@@ -201,6 +203,8 @@ struct Inner {
     waiters: Arc<Waiters>,
     /// Woken when deliveries become due now (emit, redeliver), so idle workers claim them.
     wake: Arc<Notify>,
+    /// Workers of this dispatcher that are running.
+    running: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Builds a [`WebhookDispatcher`]. Setters never fail; [`build`](Self::build) may.
@@ -242,6 +246,12 @@ impl DispatcherBuilder {
     pub fn queue(mut self, queue: Arc<dyn DeliveryQueue>) -> Self {
         self.queue = Some(queue);
         self
+    }
+
+    /// One backend as both the [`store`](Self::store) and the [`queue`](Self::queue), as
+    /// `SqliteStore` and `PostgresStore` are.
+    pub fn backend<B: ConfigStore + DeliveryQueue + 'static>(self, backend: Arc<B>) -> Self {
+        self.store(backend.clone()).queue(backend)
     }
 
     /// How requests are sent (default: [`HttpTransport`] with this builder's address
@@ -319,6 +329,7 @@ impl DispatcherBuilder {
                 webhooks,
                 waiters: Arc::default(),
                 wake,
+                running: Arc::default(),
                 default_org: self.default_org,
                 permits: Semaphore::new(self.concurrency.unwrap_or(DEFAULT_CONCURRENCY)),
                 max_payload_bytes: self.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
@@ -347,8 +358,12 @@ impl WebhookDispatcher {
     /// and attempts them until [`WorkerHandle::shutdown`] (or until the handle is dropped).
     /// Several workers, in this process or in others sharing a durable queue, split the work.
     ///
+    /// Nothing is sent without a worker: [`emit`](Dispatcher::emit) only records deliveries.
+    /// [`running_workers`](Self::running_workers) tells whether this dispatcher has one.
+    ///
     /// # Panics
     /// When called outside a tokio runtime.
+    #[must_use = "dropping the handle stops the worker; keep it, and call shutdown() to stop"]
     pub fn start_worker(&self, options: WorkerOptions) -> WorkerHandle {
         let parts = WorkerParts {
             store: self.inner.store.clone(),
@@ -356,8 +371,18 @@ impl WebhookDispatcher {
             sender: self.inner.sender.clone(),
             waiters: self.inner.waiters.clone(),
             wake: self.inner.wake.clone(),
+            running: self.inner.running.clone(),
         };
         crate::worker::start(parts, options)
+    }
+
+    /// How many workers started from this dispatcher (or its clones) are running now. Zero
+    /// means emits are recorded but not sent from this process: start a worker here, or make
+    /// sure another process works the same durable queue.
+    pub fn running_workers(&self) -> usize {
+        self.inner
+            .running
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The active webhooks that would receive an event of `event_type` from `project`:

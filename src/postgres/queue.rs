@@ -18,8 +18,9 @@ use super::schema::Statements;
 use super::settle::Settle;
 use super::PostgresStore;
 use crate::queue::{
-    page_limit, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryQueue,
-    DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, LeaseId, NewEvent, QueueError,
+    page_limit, AttemptErrorKind, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery,
+    DeliveryQueue, DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, LeaseId,
+    NewEvent, QueueError,
 };
 use crate::webhook::{DeliveryId, EventId};
 
@@ -273,7 +274,9 @@ impl DeliveryQueue for PostgresStore {
                     u64::try_from(duration_us).unwrap_or_default(),
                 ),
                 response: row.try_get(3)?,
-                error_kind: row.try_get(4)?,
+                error_kind: row
+                    .try_get::<_, Option<&str>>(4)?
+                    .map(AttemptErrorKind::from_name),
                 error: row.try_get(5)?,
             })
         };

@@ -72,7 +72,7 @@ impl Settle {
             response: attempt.as_ref().map(|a| storable(&a.response)),
             error_kind: attempt
                 .as_ref()
-                .and_then(|a| a.error_kind.as_deref().map(storable)),
+                .and_then(|a| a.error_kind.map(|k| k.as_str().to_owned())),
             error: attempt.and_then(|a| a.error.as_deref().map(storable)),
             next_status: status.as_str(),
             due,

@@ -38,9 +38,9 @@ use crate::webhook::DeliveryId;
 pub use manage::Deliveries;
 pub use memory::MemoryQueue;
 pub use types::{
-    AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryRecord, DeliveryStatus,
-    Enqueued, Finish, FinishReport, Health, LastError, LeaseId, NewDelivery, NewEvent, Next,
-    Transition,
+    AttemptErrorKind, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryRecord,
+    DeliveryStatus, Enqueued, Finish, FinishReport, Health, LastError, LeaseId, NewDelivery,
+    NewEvent, Next, Transition,
 };
 
 /// The most deliveries one [`list_deliveries`](DeliveryQueue::list_deliveries) call returns.
@@ -119,6 +119,12 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    /// Whether trying again may succeed: a backend failure may pass (a database that comes
+    /// back); a conflict will not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Backend { .. })
+    }
+
     /// A backend failure with its cause, for queue implementations.
     pub fn backend(
         message: impl Into<String>,

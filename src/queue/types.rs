@@ -288,10 +288,8 @@ pub struct AttemptLog {
     /// The start of the response body (capped by the transport). A backend that cannot
     /// store NUL characters (PostgreSQL) keeps each as U+FFFD.
     pub response: String,
-    /// The error's kind (`timeout`, `connect`, ... as
-    /// [`TransportErrorKind::as_str`](crate::transport::TransportErrorKind::as_str)), or
-    /// `http_status` for a non-2xx answer; `None` on success.
-    pub error_kind: Option<String>,
+    /// What kind of failure it was; `None` on success.
+    pub error_kind: Option<AttemptErrorKind>,
     /// The error in words (for a transport error, its message without the kind); `None` on
     /// success.
     pub error: Option<String>,
@@ -327,11 +325,10 @@ impl AttemptLog {
         self
     }
 
-    /// The same entry, failed with an error of `kind` (see
-    /// [`error_kind`](Self::error_kind)) saying `message`.
+    /// The same entry, failed with an error of `kind` saying `message`.
     #[must_use]
-    pub fn failed(mut self, kind: impl Into<String>, message: impl Into<String>) -> Self {
-        self.error_kind = Some(kind.into());
+    pub fn failed(mut self, kind: AttemptErrorKind, message: impl Into<String>) -> Self {
+        self.error_kind = Some(kind);
         self.error = Some(message.into());
         self
     }
@@ -339,6 +336,85 @@ impl AttemptLog {
     /// Whether the endpoint answered 2xx.
     pub fn is_success(&self) -> bool {
         self.error_kind.is_none()
+    }
+}
+
+/// What kind of failure an attempt was, as the delivery log stores it.
+///
+/// Stored as its [`as_str`](Self::as_str) name; a name this version does not know (written by
+/// a newer one) reads as [`Other`](Self::Other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AttemptErrorKind {
+    /// The endpoint answered with a status other than 2xx.
+    HttpStatus,
+    /// No complete answer within the request timeout.
+    Timeout,
+    /// The connection could not be made, or was reset or closed before an answer.
+    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// The TLS handshake failed.
+    Tls,
+    /// The address guard refused the destination.
+    BlockedAddress,
+    /// The answer's body was over the size limit.
+    ResponseTooLarge,
+    /// The transport could not make the request.
+    InvalidRequest,
+    /// The stored webhook cannot make a valid request (a header or secret the crate refuses):
+    /// nothing was sent.
+    Misconfigured,
+    /// Not attempted: the webhook was deleted, or inactive, when the delivery was due.
+    NotAttempted,
+    /// Anything else.
+    Other,
+}
+
+impl AttemptErrorKind {
+    /// The stored name: `http_status`, `timeout`, `connect`, `dns`, `tls`,
+    /// `blocked_address`, `response_too_large`, `invalid_request`, `misconfigured`,
+    /// `not_attempted`, `other`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpStatus => "http_status",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::BlockedAddress => "blocked_address",
+            Self::ResponseTooLarge => "response_too_large",
+            Self::InvalidRequest => "invalid_request",
+            Self::Misconfigured => "misconfigured",
+            Self::NotAttempted => "not_attempted",
+            Self::Other => "other",
+        }
+    }
+
+    /// The kind stored as `name`; an unknown name is [`Other`](Self::Other).
+    pub fn from_name(name: &str) -> Self {
+        const ALL: [AttemptErrorKind; 11] = [
+            AttemptErrorKind::HttpStatus,
+            AttemptErrorKind::Timeout,
+            AttemptErrorKind::Connect,
+            AttemptErrorKind::Dns,
+            AttemptErrorKind::Tls,
+            AttemptErrorKind::BlockedAddress,
+            AttemptErrorKind::ResponseTooLarge,
+            AttemptErrorKind::InvalidRequest,
+            AttemptErrorKind::Misconfigured,
+            AttemptErrorKind::NotAttempted,
+            AttemptErrorKind::Other,
+        ];
+        ALL.into_iter()
+            .find(|kind| kind.as_str() == name)
+            .unwrap_or(Self::Other)
+    }
+}
+
+impl fmt::Display for AttemptErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -626,7 +702,7 @@ mod tests {
     fn attempt(error: Option<&str>) -> AttemptLog {
         let log = AttemptLog::new(at(0), Some(if error.is_some() { 500 } else { 204 }));
         match error {
-            Some(message) => log.failed("http_status", message),
+            Some(message) => log.failed(AttemptErrorKind::HttpStatus, message),
             None => log,
         }
     }
@@ -697,6 +773,29 @@ mod tests {
                 &LastError::Set("deleted".into()),
                 Health::Unchanged
             )
+        );
+    }
+
+    #[test]
+    fn error_kinds_read_back_by_name() {
+        for name in [
+            "http_status",
+            "timeout",
+            "connect",
+            "dns",
+            "tls",
+            "blocked_address",
+            "response_too_large",
+            "invalid_request",
+            "misconfigured",
+            "not_attempted",
+            "other",
+        ] {
+            assert_eq!(AttemptErrorKind::from_name(name).as_str(), name);
+        }
+        assert_eq!(
+            AttemptErrorKind::from_name("from_the_future"),
+            AttemptErrorKind::Other
         );
     }
 

@@ -10,6 +10,7 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{from_micros, micros, parsed, Failure, SqliteStore};
 use crate::error::chain;
+use crate::queue::AttemptErrorKind;
 use crate::queue::{
     page_limit, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryQueue,
     DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, Health, LastError, LeaseId,
@@ -71,7 +72,7 @@ fn log_attempt(tx: &Transaction<'_>, delivery: &str, attempt: &AttemptLog) -> Re
         attempt.status,
         i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX),
         attempt.response,
-        attempt.error_kind,
+        attempt.error_kind.map(AttemptErrorKind::as_str),
         attempt.error,
     ])?;
     tx.prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1")?
@@ -373,7 +374,9 @@ impl DeliveryQueue for SqliteStore {
                             u64::try_from(r.get::<_, i64>(2)?).unwrap_or_default(),
                         ),
                         response: r.get(3)?,
-                        error_kind: r.get(4)?,
+                        error_kind: r
+                            .get::<_, Option<String>>(4)?
+                            .map(|name| AttemptErrorKind::from_name(&name)),
                         error: r.get(5)?,
                     })
                 })?;

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::queue::{
-    AttemptLog, ClaimRequest, DeliveryQuery, DeliveryQueue, DeliveryRecord, DeliveryStatus,
-    Enqueued, Finish, NewDelivery, NewEvent, Next,
+    AttemptErrorKind, AttemptLog, ClaimRequest, DeliveryQuery, DeliveryQueue, DeliveryRecord,
+    DeliveryStatus, Enqueued, Finish, NewDelivery, NewEvent, Next,
 };
 use crate::webhook::{DeliveryId, OrgId, WebhookId};
 use crate::EventType;
@@ -47,25 +47,17 @@ fn event(at: i64, webhooks: &[WebhookId]) -> NewEvent {
 }
 
 fn failure(at: i64, status: u16) -> AttemptLog {
-    AttemptLog {
-        attempted_at: t(at),
-        status: Some(status),
-        duration: Duration::from_millis(12),
-        response: "database is down".into(),
-        error_kind: Some("http_status".into()),
-        error: Some(format!("the endpoint answered {status}")),
-    }
+    AttemptLog::new(t(at), Some(status))
+        .duration(Duration::from_millis(12))
+        .response("database is down")
+        .failed(
+            AttemptErrorKind::HttpStatus,
+            format!("the endpoint answered {status}"),
+        )
 }
 
 fn success(at: i64) -> AttemptLog {
-    AttemptLog {
-        attempted_at: t(at),
-        status: Some(204),
-        duration: Duration::from_millis(3),
-        response: String::new(),
-        error_kind: None,
-        error: None,
-    }
+    AttemptLog::new(t(at), Some(204)).duration(Duration::from_millis(3))
 }
 
 async fn enqueue(queue: &impl DeliveryQueue, event: NewEvent) {

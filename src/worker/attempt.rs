@@ -2,12 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{HostEvent, Worker};
+use super::{BackendFailure, BackendOperation, HostEvent, Worker};
 use crate::delivery::retry::random_unit;
 use crate::delivery::{decide, AttemptResult, DeliveryOutcome};
 use crate::queue::{failing_too_long, Claim, Finish, Next};
 use crate::store::StoreError;
-use crate::transport::{TransportError, TransportErrorKind};
 use crate::webhook::{Webhook, WebhookStatus};
 
 impl Worker {
@@ -22,7 +21,15 @@ impl Worker {
             .await
         {
             Ok(found) => found,
-            Err(error) => return self.backend_failed(error.to_string()),
+            Err(error) => {
+                let transient = error.is_retryable();
+                return self.tell(HostEvent::BackendError(BackendFailure::new(
+                    BackendOperation::LoadWebhook,
+                    Some(delivery.id),
+                    transient,
+                    error,
+                )));
+            }
         };
         let (webhook, keys) = match found {
             Some((w, keys)) if w.status.is_active() => (w, keys),
@@ -73,9 +80,13 @@ impl Worker {
             Err(error) => {
                 // The attempt was made but not recorded; the lease expires and the delivery
                 // is attempted again (at least once, never lost).
-                return self.tell(HostEvent::BackendError {
-                    message: error.to_string(),
-                });
+                let transient = error.is_retryable();
+                return self.tell(HostEvent::BackendError(BackendFailure::new(
+                    BackendOperation::Settle,
+                    Some(delivery.id),
+                    transient,
+                    error,
+                )));
             }
         };
         self.parts
@@ -116,17 +127,15 @@ impl Worker {
     /// Ends a delivery that cannot be attempted, and tells its ticket why.
     async fn abandon(&self, claim: &Claim, reason: String) {
         if let Ok(url) = url::Url::parse(&claim.delivery.url) {
-            self.parts.waiters.fulfil(DeliveryOutcome {
-                delivery_id: claim.delivery.id,
-                webhook_id: claim.delivery.webhook_id,
+            self.parts.waiters.fulfil(DeliveryOutcome::new(
+                claim.delivery.id,
+                claim.delivery.webhook_id,
                 url,
-                attempted_at: Utc::now(),
-                result: AttemptResult::Failed(TransportError::new(
-                    TransportErrorKind::Other,
-                    reason.clone(),
-                )),
-                next_attempt_at: None,
-            });
+                Utc::now(),
+                AttemptResult::NotAttempted {
+                    reason: reason.clone(),
+                },
+            ));
         }
         let finish = Finish::Abandoned {
             reason: reason.clone(),
@@ -144,17 +153,16 @@ impl Worker {
                 last_error: reason,
             }),
             Ok(_) => {}
-            Err(error) => self.tell(HostEvent::BackendError {
-                message: error.to_string(),
-            }),
+            Err(error) => {
+                let transient = error.is_retryable();
+                self.tell(HostEvent::BackendError(BackendFailure::new(
+                    BackendOperation::Settle,
+                    Some(claim.delivery.id),
+                    transient,
+                    error,
+                )));
+            }
         }
-    }
-
-    /// The store could not say what to send. The claim is kept until its lease expires, so
-    /// a store that keeps failing (down, or a record it cannot read) is retried at the
-    /// lease's pace rather than claimed again at once in a loop.
-    fn backend_failed(&self, message: String) {
-        self.tell(HostEvent::BackendError { message });
     }
 
     /// Disables the webhook this attempt was made with, and says so once.
@@ -183,9 +191,15 @@ impl Worker {
                 reason,
             }),
             Err(StoreError::Stale(_) | StoreError::NotFound(_)) => {}
-            Err(error) => self.tell(HostEvent::BackendError {
-                message: error.to_string(),
-            }),
+            Err(error) => {
+                let transient = error.is_retryable();
+                self.tell(HostEvent::BackendError(BackendFailure::new(
+                    BackendOperation::DisableWebhook,
+                    None,
+                    transient,
+                    error,
+                )));
+            }
         }
     }
 }

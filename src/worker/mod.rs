@@ -12,6 +12,7 @@
 mod attempt;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -157,11 +158,88 @@ pub enum HostEvent {
         webhook_id: WebhookId,
     },
     /// The queue or the config store failed; the worker keeps trying.
-    BackendError {
-        /// What failed.
-        message: String,
-    },
+    BackendError(BackendFailure),
 }
+
+/// What the worker was doing when the store or the queue failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendOperation {
+    /// Claiming due deliveries.
+    Claim,
+    /// Reading a delivery's webhook and keys before an attempt (the claim is kept until its
+    /// lease ends, then the delivery is claimed again).
+    LoadWebhook,
+    /// Recording an attempt's outcome (the attempt was made; the delivery is attempted
+    /// again when its lease ends: at least once, never lost).
+    Settle,
+    /// Returning an unstarted claim to the queue (its lease ends on its own).
+    Release,
+    /// Disabling a failing webhook (the next failure tries again).
+    DisableWebhook,
+}
+
+impl BackendOperation {
+    /// A short name: `claim`, `load_webhook`, `settle`, `release`, `disable_webhook`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Claim => "claim",
+            Self::LoadWebhook => "load_webhook",
+            Self::Settle => "settle",
+            Self::Release => "release",
+            Self::DisableWebhook => "disable_webhook",
+        }
+    }
+}
+
+/// A failure of the store or the queue, as the worker met it: what it was doing, for which
+/// delivery, whether trying again may help, and the backend's own error as the source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} failed{}: {error}", .operation.as_str(), .delivery_id.map(|d| format!(" for delivery {d}")).unwrap_or_default())]
+#[non_exhaustive]
+pub struct BackendFailure {
+    /// What the worker was doing.
+    pub operation: BackendOperation,
+    /// The delivery concerned, when there is one.
+    pub delivery_id: Option<DeliveryId>,
+    /// Whether the same operation may succeed later (a database that comes back); the
+    /// worker retries either way.
+    pub transient: bool,
+    #[source]
+    error: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl BackendFailure {
+    /// A failure of `operation` with the backend's `error`.
+    pub fn new(
+        operation: BackendOperation,
+        delivery_id: Option<DeliveryId>,
+        transient: bool,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            operation,
+            delivery_id,
+            transient,
+            error: Arc::new(error),
+        }
+    }
+
+    /// The backend's error.
+    pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.error
+    }
+}
+
+impl PartialEq for BackendFailure {
+    fn eq(&self, other: &Self) -> bool {
+        (self.operation, self.delivery_id, self.transient)
+            == (other.operation, other.delivery_id, other.transient)
+            && self.error.to_string() == other.error.to_string()
+    }
+}
+
+impl Eq for BackendFailure {}
 
 /// A running worker. Dropping it stops the worker as [`shutdown`](Self::shutdown) does,
 /// without waiting.
@@ -256,6 +334,24 @@ pub(crate) struct WorkerParts {
     pub(crate) waiters: Arc<Waiters>,
     /// Raised when deliveries become due now in this process (emit, redeliver).
     pub(crate) wake: Arc<Notify>,
+    /// How many workers of the dispatcher are running: this one counts itself while it runs.
+    pub(crate) running: Arc<AtomicUsize>,
+}
+
+/// Counts a worker as running for as long as it lives.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Starts a worker over `parts`.
@@ -274,7 +370,10 @@ pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle 
         events: events.clone(),
         options,
     };
-    let task = tokio::spawn(worker.run(stopped));
+    // Counted from the start, not from the task's first poll: a caller that checks right
+    // after starting sees it.
+    let running = Running::new(&worker.parts.running);
+    let task = tokio::spawn(worker.run(stopped, running));
     WorkerHandle {
         stop,
         task: Some(task),
@@ -317,7 +416,7 @@ impl Worker {
         let _ = self.events.send(event);
     }
 
-    async fn run(self, mut stopped: watch::Receiver<bool>) {
+    async fn run(self, mut stopped: watch::Receiver<bool>, _running: Running) {
         let mut tasks = JoinSet::new();
         let arrivals = self.parts.queue.arrivals();
         loop {
@@ -349,9 +448,13 @@ impl Worker {
             let claims = match self.parts.queue.claim(&request).await {
                 Ok(claims) => claims,
                 Err(error) => {
-                    self.tell(HostEvent::BackendError {
-                        message: error.to_string(),
-                    });
+                    let transient = error.is_retryable();
+                    self.tell(HostEvent::BackendError(BackendFailure::new(
+                        BackendOperation::Claim,
+                        None,
+                        transient,
+                        error,
+                    )));
                     Vec::new()
                 }
             };
@@ -409,9 +512,13 @@ impl Worker {
             .await
         {
             // The lease expires on its own; the delivery is claimed again then.
-            self.tell(HostEvent::BackendError {
-                message: error.to_string(),
-            });
+            let transient = error.is_retryable();
+            self.tell(HostEvent::BackendError(BackendFailure::new(
+                BackendOperation::Release,
+                Some(id),
+                transient,
+                error,
+            )));
         }
     }
 
