@@ -14,13 +14,16 @@
 //! - [`transport`]: the [`Transport`] trait, the reqwest transport, the address guard.
 //! - [`Dispatcher`] / [`WebhookDispatcher`]: emit, send a test, preview.
 //! - [`queue`] ([`DeliveryQueue`]): the outbox, attempt logs and replay ([`Deliveries`]);
-//!   [`worker`]: the background worker; [`retry`]: the retry policy.
+//!   [`delivery`]: one attempt, from request to decision, and the [`retry`] policy;
+//!   [`worker`]: the background worker that claims and attempts deliveries.
 //! - `sqlite` (feature `sqlite`): configuration and queue in one SQLite file.
 //! - `postgres` (feature `postgres`): configuration and queue in a PostgreSQL schema that many
 //!   processes share; transactional emit.
 //! - [`receiver`]: verify and parse on the receiving side.
 //! - [`labeling`]: hand-off of exported issues to labeling services — helpers on the exported
 //!   issue, and a receiver that routes `issue-exported` to a handler (axum: feature `axum`).
+//! - `testing` (feature `test-util`): conformance suites for a host's own store and queue, and
+//!   a [`Dispatcher`] test double.
 //!
 //! ## Emitting
 //!
@@ -51,6 +54,69 @@
 //! worker.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Receiving
+//!
+//! A receiver verifies the signature over the raw body, then reads the event:
+//!
+//! ```
+//! use dataops_webhooks::receiver::Verifier;
+//! use dataops_webhooks::secret::Secret;
+//! use dataops_webhooks::{Event, EventType};
+//!
+//! fn handle(secret: &Secret, headers: &http::HeaderMap, body: &[u8]) -> Result<EventType, Box<dyn std::error::Error>> {
+//!     let event: Event = Verifier::new(secret.clone()).receive(headers, body)?; // 401 / 400 on error
+//!     Ok(event.event_type())
+//! }
+//! # let _ = handle;
+//! ```
+//!
+//! ## Durable backends
+//!
+//! The default queue lives in memory. `SqliteStore` (feature `sqlite`) keeps configuration and
+//! deliveries in one file; `PostgresStore` (feature `postgres`) in a schema that many worker
+//! processes share. Either is both store and queue:
+//!
+//! ```no_run
+//! # #[cfg(feature = "sqlite")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use dataops_webhooks::sqlite::SqliteStore;
+//! use dataops_webhooks::{WebhookDispatcher, WorkerOptions};
+//!
+//! let store = Arc::new(SqliteStore::open("webhooks.db").await?); // creates and migrates
+//! let dispatcher = WebhookDispatcher::builder().backend(store).build()?;
+//! let worker = dispatcher.start_worker(WorkerOptions::default());
+//! // ... emit from anywhere in the host; deliveries survive a restart ...
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Your own store and queue
+//!
+//! A host that keeps its data elsewhere implements [`ConfigStore`] and [`DeliveryQueue`]
+//! (and may replace the [`Transport`]). Every type their methods take or return can be built
+//! outside the crate, and the rules are the crate's: [`queue::Finish::transition`] says what a
+//! settle does to a delivery, so a queue only stores it; `ConfigStore::update_webhook` is a
+//! compare-and-set on [`webhook::Webhook::revision`]. With `test-util`,
+//! `config_store_conformance!` and `delivery_queue_conformance!` expand into one test per
+//! behaviour against the host's backend (see `testing`).
+//!
+//! ## Testing host code
+//!
+//! Code written against `impl Dispatcher` is unit-tested with `testing::FakeDispatcher`
+//! (feature `test-util`): it records what is emitted and answers with the outcome the test
+//! chooses, without a network or a worker.
+//!
+//! ## Errors
+//!
+//! Every error is a typed enum or struct that says what happened and what to do:
+//! [`DispatchError`] for emits, test sends and previews; [`ManageError`] for configuration
+//! (with [`webhook::WebhookError`] naming the field at fault); [`store::StoreError`] and
+//! [`queue::QueueError`] from backends, with `is_retryable()`; [`ParseError`] for a payload
+//! that does not read, with its JSON path. Nothing is lost when a backend fails after an emit
+//! returned: the worker reports a [`HostEvent::BackendError`] (what it was doing, for which
+//! delivery, whether it may pass, and the backend's error as the source) and tries again.
 //!
 //! ## Writing and reading events
 //!

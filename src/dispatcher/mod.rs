@@ -63,6 +63,41 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 /// }
 /// # Ok(()) }
 /// ```
+///
+/// Host code takes `impl Dispatcher` (or `Arc<dyn Dispatcher>`) so its tests can pass
+/// `testing::FakeDispatcher` (feature `test-util`). An implementation of its own, such as one
+/// that mutes a project and passes everything else on:
+///
+/// ```
+/// use async_trait::async_trait;
+/// use dataops_webhooks::webhook::{EventId, OrgId, WebhookId};
+/// use dataops_webhooks::{DeliveryOutcome, DispatchError, Dispatcher, Emit, Event, Preview, Receipt};
+///
+/// #[derive(Debug)]
+/// struct Muted<D> {
+///     inner: D,
+///     project: String,
+/// }
+///
+/// #[async_trait]
+/// impl<D: Dispatcher> Dispatcher for Muted<D> {
+///     async fn emit_with(&self, emit: Emit) -> Result<Receipt, DispatchError> {
+///         if emit.event.project() == self.project {
+///             let org = emit.org.clone().unwrap_or_default();
+///             return Ok(Receipt::new(EventId::new(), emit.event.event_type(), org, self.project.clone(), Vec::new()));
+///         }
+///         self.inner.emit_with(emit).await
+///     }
+///
+///     async fn send_test(&self, webhook: &WebhookId) -> Result<DeliveryOutcome, DispatchError> {
+///         self.inner.send_test(webhook).await
+///     }
+///
+///     async fn preview(&self, webhook: &WebhookId, event: &Event) -> Result<Preview, DispatchError> {
+///         self.inner.preview(webhook, event).await
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait Dispatcher: Send + Sync {
     /// Records an event for delivery to every active webhook subscribed to its type, in its

@@ -50,6 +50,43 @@ pub const MAX_DELIVERY_PAGE: usize = 200;
 ///
 /// Every method is atomic. Times are passed in (never read from a clock inside), so tests
 /// can drive a queue through hours of schedule in no time.
+///
+/// A queue stores; the crate decides. A settle's effect is [`Finish::transition`]: persist it
+/// as its docs say, and the retry, lease and health rules hold as in the built-in backends.
+/// Every type a method returns has a public constructor ([`DeliveryRecord::new`],
+/// [`Claim::new`], [`AttemptLog::new`], [`FinishReport::held`] and [`FinishReport::lost`],
+/// [`DeliveryPage::new`]). `tests/host_queue.rs` in the repository is a complete queue over a
+/// `Mutex<HashMap>` that passes the conformance suite. The shape of `finish`:
+///
+/// ```
+/// use chrono::{DateTime, Utc};
+/// use dataops_webhooks::queue::{DeliveryRecord, Finish, FinishReport, Health};
+///
+/// /// Applies a settle to a stored delivery; `held` says whether `lease` is still its own.
+/// fn settle(record: &mut DeliveryRecord, held: bool, finish: &Finish, now: DateTime<Utc>) -> FinishReport {
+///     let change = finish.transition(now);
+///     if change.attempted {
+///         record.attempts += 1; // and store `finish.attempt()` in the attempt log
+///     }
+///     if change.attempted || held {
+///         record.last_error = change.last_error.apply(record.last_error.take());
+///         record.updated_at = now;
+///     }
+///     if held {
+///         record.status = change.status;
+///         record.next_attempt_at = change.due; // and end the lease
+///     }
+///     // `change.health`: keep the webhook's failing-since time, and report it.
+///     let report = if held { FinishReport::held() } else { FinishReport::lost() };
+///     match change.health {
+///         Health::Failing => report.health(Some(now), false),
+///         _ => report,
+///     }
+/// }
+/// # let _ = settle;
+/// ```
+///
+/// Check an implementation with `delivery_queue_conformance!` (feature `test-util`).
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync + fmt::Debug {
     /// Records an event's payload once and one pending delivery per entry of

@@ -25,6 +25,56 @@ pub const MAX_PAGE_SIZE: usize = 100;
 /// Persistence for webhook configuration and organizations' signing secrets.
 ///
 /// Implementations must be safe to share between tasks. Every write is all-or-nothing.
+/// Records are serde-serializable, so a store may keep each webhook as one JSON document beside
+/// the columns it filters on (as the SQLite and PostgreSQL stores do).
+///
+/// The required methods, in a store that audits writes and keeps the data in another store
+/// (a host's own would talk to its database instead):
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use async_trait::async_trait;
+/// use dataops_webhooks::store::{ConfigStore, MemoryStore, Page, StoreError, WebhookQuery};
+/// use dataops_webhooks::webhook::{OrgId, SigningKeys, Webhook, WebhookId};
+///
+/// #[derive(Debug, Default)]
+/// struct Audited {
+///     data: MemoryStore,
+///     writes: AtomicUsize,
+/// }
+///
+/// #[async_trait]
+/// impl ConfigStore for Audited {
+///     async fn insert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+///         self.writes.fetch_add(1, Ordering::Relaxed);
+///         self.data.insert_webhook(webhook).await
+///     }
+///     async fn get_webhook(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+///         self.data.get_webhook(id).await
+///     }
+///     async fn update_webhook(&self, webhook: &Webhook, expected_revision: u64) -> Result<(), StoreError> {
+///         // Compare-and-set: only over `expected_revision`, else `StoreError::Stale`.
+///         self.writes.fetch_add(1, Ordering::Relaxed);
+///         self.data.update_webhook(webhook, expected_revision).await
+///     }
+///     async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError> {
+///         self.writes.fetch_add(1, Ordering::Relaxed);
+///         self.data.delete_webhook(id).await
+///     }
+///     async fn list_webhooks(&self, query: &WebhookQuery) -> Result<Page<Webhook>, StoreError> {
+///         self.data.list_webhooks(query).await
+///     }
+///     async fn signing_keys(&self, org: &OrgId) -> Result<Option<SigningKeys>, StoreError> {
+///         self.data.signing_keys(org).await
+///     }
+///     async fn put_signing_keys(&self, org: &OrgId, keys: &SigningKeys) -> Result<(), StoreError> {
+///         self.writes.fetch_add(1, Ordering::Relaxed);
+///         self.data.put_signing_keys(org, keys).await
+///     }
+/// }
+/// ```
+///
+/// Check an implementation with `config_store_conformance!` (feature `test-util`).
 #[async_trait]
 pub trait ConfigStore: Send + Sync + fmt::Debug {
     /// Stores a new webhook.

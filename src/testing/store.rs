@@ -295,27 +295,19 @@ pub async fn text_it_cannot_store_is_refused_first<B: ConfigStore + 'static>(sto
         }
         other => panic!("{name}: a NUL in the {field} should be refused, got {other:?}"),
     };
-    refused(
-        webhooks
-            .create(NewWebhook::new(project("p\0"), url))
-            .await
-            .map(drop),
-        "project name",
-    );
-    refused(
-        webhooks
-            .create(NewWebhook::new(project("p"), url).org("acme\0"))
-            .await
-            .map(drop),
-        "organization id",
-    );
-    refused(
-        webhooks
-            .create(NewWebhook::new(project("p"), url).description("a\0b"))
-            .await
-            .map(drop),
-        "description",
-    );
+    for (new, field) in [
+        (NewWebhook::new(project("p\0"), url), "project name"),
+        (
+            NewWebhook::new(project("p"), url).org("acme\0"),
+            "organization id",
+        ),
+        (
+            NewWebhook::new(project("p"), url).description("a\0b"),
+            "description",
+        ),
+    ] {
+        refused(webhooks.create(new).await.map(drop), field);
+    }
     refused(
         webhooks
             .update(

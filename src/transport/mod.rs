@@ -25,6 +25,35 @@ pub use http_client::{
 
 /// Sends one HTTP request. Implementations must not follow redirects (a 3xx is the
 /// endpoint's answer) and should honour [`TransportRequest::timeout`].
+///
+/// A transport that answers every request itself, as a host's test might use (or that hands
+/// requests to an egress service):
+///
+/// ```
+/// use std::sync::Mutex;
+/// use async_trait::async_trait;
+/// use dataops_webhooks::transport::{Transport, TransportError, TransportRequest, TransportResponse};
+///
+/// #[derive(Debug, Default)]
+/// struct Recording {
+///     sent: Mutex<Vec<TransportRequest>>,
+/// }
+///
+/// #[async_trait]
+/// impl Transport for Recording {
+///     async fn send(&self, request: TransportRequest) -> Result<TransportResponse, TransportError> {
+///         self.sent.lock().unwrap().push(request);
+///         Ok(TransportResponse::new(
+///             http::StatusCode::NO_CONTENT,
+///             http::HeaderMap::new(),
+///             bytes::Bytes::new(),
+///             std::time::Duration::from_millis(1),
+///         ))
+///     }
+/// }
+/// ```
+///
+/// Pass it to [`DispatcherBuilder::transport`](crate::DispatcherBuilder::transport).
 #[async_trait]
 pub trait Transport: Send + Sync + fmt::Debug {
     /// POSTs `request.body` to `request.url` with `request.headers`.
