@@ -673,3 +673,115 @@ async fn running_workers_says_whether_emits_will_be_sent_from_here() {
         tokio::time::sleep(10 * MS).await;
     }
 }
+
+/// A queue whose first settle fails, over a memory queue.
+#[derive(Debug, Default)]
+struct FailsFirstSettle {
+    inner: dataops_webhooks::queue::MemoryQueue,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl dataops_webhooks::DeliveryQueue for FailsFirstSettle {
+    async fn enqueue(
+        &self,
+        event: dataops_webhooks::queue::NewEvent,
+    ) -> Result<dataops_webhooks::queue::Enqueued, dataops_webhooks::queue::QueueError> {
+        self.inner.enqueue(event).await
+    }
+    async fn claim(
+        &self,
+        request: &dataops_webhooks::queue::ClaimRequest,
+    ) -> Result<Vec<dataops_webhooks::queue::Claim>, dataops_webhooks::queue::QueueError> {
+        self.inner.claim(request).await
+    }
+    async fn finish(
+        &self,
+        delivery: &dataops_webhooks::webhook::DeliveryId,
+        lease: dataops_webhooks::queue::LeaseId,
+        finish: dataops_webhooks::queue::Finish,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<dataops_webhooks::queue::FinishReport, dataops_webhooks::queue::QueueError> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(dataops_webhooks::queue::QueueError::backend(
+                "the outbox is unreachable",
+                std::io::Error::other("connection refused"),
+            ));
+        }
+        self.inner.finish(delivery, lease, finish, now).await
+    }
+    async fn get_delivery(
+        &self,
+        id: &dataops_webhooks::webhook::DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, dataops_webhooks::queue::QueueError> {
+        self.inner.get_delivery(id).await
+    }
+    async fn list_deliveries(
+        &self,
+        query: &DeliveryQuery,
+    ) -> Result<dataops_webhooks::queue::DeliveryPage, dataops_webhooks::queue::QueueError> {
+        self.inner.list_deliveries(query).await
+    }
+    async fn attempts(
+        &self,
+        id: &dataops_webhooks::webhook::DeliveryId,
+    ) -> Result<Vec<dataops_webhooks::queue::AttemptLog>, dataops_webhooks::queue::QueueError> {
+        self.inner.attempts(id).await
+    }
+    async fn redeliver(
+        &self,
+        id: &dataops_webhooks::webhook::DeliveryId,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<bool, dataops_webhooks::queue::QueueError> {
+        self.inner.redeliver(id, now).await
+    }
+}
+
+/// A settle that fails is reported with what failed, for which delivery, whether it may pass,
+/// and the backend's error as the source; the delivery is sent again when its lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_settle_is_reported_with_its_operation_delivery_and_cause() {
+    use dataops_webhooks::BackendOperation;
+    let server = Flaky::start().await;
+    let d = WebhookDispatcher::builder()
+        .queue(std::sync::Arc::new(FailsFirstSettle::default()))
+        .address_policy(AddressPolicy::allow_private())
+        .request_timeout(300 * MS)
+        .build()
+        .expect("dispatcher");
+    let hook = hook(&d, server.url("/ok")).await;
+    let worker = d.start_worker(options().lease(300 * MS));
+    let mut events = worker.events();
+    let receipt = d.emit(event(1)).await.expect("emit");
+    let id = receipt.deliveries[0].delivery_id;
+    let told = told_until(&mut events, |told| {
+        told.iter().any(|e| matches!(e, HostEvent::BackendError(_)))
+    })
+    .await;
+    let failure = told
+        .iter()
+        .find_map(|e| match e {
+            HostEvent::BackendError(failure) => Some(failure.clone()),
+            _ => None,
+        })
+        .expect("a backend error was told");
+    assert_eq!(failure.operation, BackendOperation::Settle);
+    assert_eq!(failure.delivery_id, Some(id));
+    assert!(failure.transient);
+    let text = failure.to_string();
+    assert!(
+        text.contains("settle failed for delivery") && text.contains("unreachable"),
+        "{text}"
+    );
+    let source = std::error::Error::source(&failure).map(|s| s.to_string());
+    assert!(source.is_some_and(|s| s.contains("unreachable")));
+    // Sent again once the lease ran out, and recorded this time.
+    let records = settled(&d, hook).await;
+    assert_eq!(records[0].status, DeliveryStatus::Succeeded);
+    assert_eq!(
+        server.requests("/ok").len(),
+        2,
+        "at least once: the unrecorded attempt is repeated"
+    );
+    worker.shutdown().await;
+}

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{BackendFailure, BackendOperation, HostEvent, Worker};
+use super::{BackendOperation, HostEvent, Worker};
 use crate::delivery::retry::random_unit;
 use crate::delivery::{decide, AttemptResult, DeliveryOutcome};
 use crate::queue::{failing_too_long, Claim, Finish, Next};
@@ -10,8 +10,9 @@ use crate::store::StoreError;
 use crate::webhook::{Webhook, WebhookStatus};
 
 impl Worker {
-    /// Attempts one claimed delivery and settles it. Never fails: a backend error releases
-    /// the claim (or lets its lease expire) and is reported as a [`HostEvent`].
+    /// Attempts one claimed delivery and settles it. Never fails: a backend error is reported
+    /// as a [`HostEvent`] and the claim's lease runs out, so the delivery is tried again then
+    /// (a store that keeps failing is retried at the lease's pace, not in a loop).
     pub(super) async fn attempt(&self, claim: Claim) {
         let delivery = &claim.delivery;
         let found = match self
@@ -22,13 +23,11 @@ impl Worker {
         {
             Ok(found) => found,
             Err(error) => {
-                let transient = error.is_retryable();
-                return self.tell(HostEvent::BackendError(BackendFailure::new(
+                return self.backend_failed(
                     BackendOperation::LoadWebhook,
                     Some(delivery.id),
-                    transient,
                     error,
-                )));
+                );
             }
         };
         let (webhook, keys) = match found {
@@ -80,13 +79,7 @@ impl Worker {
             Err(error) => {
                 // The attempt was made but not recorded; the lease expires and the delivery
                 // is attempted again (at least once, never lost).
-                let transient = error.is_retryable();
-                return self.tell(HostEvent::BackendError(BackendFailure::new(
-                    BackendOperation::Settle,
-                    Some(delivery.id),
-                    transient,
-                    error,
-                )));
+                return self.backend_failed(BackendOperation::Settle, Some(delivery.id), error);
             }
         };
         self.parts
@@ -154,13 +147,7 @@ impl Worker {
             }),
             Ok(_) => {}
             Err(error) => {
-                let transient = error.is_retryable();
-                self.tell(HostEvent::BackendError(BackendFailure::new(
-                    BackendOperation::Settle,
-                    Some(claim.delivery.id),
-                    transient,
-                    error,
-                )));
+                self.backend_failed(BackendOperation::Settle, Some(claim.delivery.id), error);
             }
         }
     }
@@ -192,13 +179,7 @@ impl Worker {
             }),
             Err(StoreError::Stale(_) | StoreError::NotFound(_)) => {}
             Err(error) => {
-                let transient = error.is_retryable();
-                self.tell(HostEvent::BackendError(BackendFailure::new(
-                    BackendOperation::DisableWebhook,
-                    None,
-                    transient,
-                    error,
-                )));
+                self.backend_failed(BackendOperation::DisableWebhook, None, error);
             }
         }
     }

@@ -231,6 +231,23 @@ impl BackendFailure {
     }
 }
 
+/// A backend error that can say whether trying again may help.
+pub(crate) trait Retryable: std::error::Error + Send + Sync + 'static {
+    fn retryable(&self) -> bool;
+}
+
+impl Retryable for crate::store::StoreError {
+    fn retryable(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+impl Retryable for crate::queue::QueueError {
+    fn retryable(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
 impl PartialEq for BackendFailure {
     fn eq(&self, other: &Self) -> bool {
         (self.operation, self.delivery_id, self.transient)
@@ -416,6 +433,22 @@ impl Worker {
         let _ = self.events.send(event);
     }
 
+    /// Tells the host that `operation` failed in the store or queue.
+    fn backend_failed(
+        &self,
+        operation: BackendOperation,
+        delivery_id: Option<DeliveryId>,
+        error: impl Retryable,
+    ) {
+        let transient = error.retryable();
+        self.tell(HostEvent::BackendError(BackendFailure::new(
+            operation,
+            delivery_id,
+            transient,
+            error,
+        )));
+    }
+
     async fn run(self, mut stopped: watch::Receiver<bool>, _running: Running) {
         let mut tasks = JoinSet::new();
         let arrivals = self.parts.queue.arrivals();
@@ -448,13 +481,7 @@ impl Worker {
             let claims = match self.parts.queue.claim(&request).await {
                 Ok(claims) => claims,
                 Err(error) => {
-                    let transient = error.is_retryable();
-                    self.tell(HostEvent::BackendError(BackendFailure::new(
-                        BackendOperation::Claim,
-                        None,
-                        transient,
-                        error,
-                    )));
+                    self.backend_failed(BackendOperation::Claim, None, error);
                     Vec::new()
                 }
             };
@@ -512,13 +539,7 @@ impl Worker {
             .await
         {
             // The lease expires on its own; the delivery is claimed again then.
-            let transient = error.is_retryable();
-            self.tell(HostEvent::BackendError(BackendFailure::new(
-                BackendOperation::Release,
-                Some(id),
-                transient,
-                error,
-            )));
+            self.backend_failed(BackendOperation::Release, Some(id), error);
         }
     }
 
