@@ -155,17 +155,27 @@ fn names_differing_only_in_case_are_refused_and_the_count_is_bounded() {
 /// A record as a version before this rule could store it: reserved names in any case.
 const FORGED: &str = r#"{"Content-Length":"0","X-Aquarium-Delivery":"dlv_forged","Webhook-Id":"msg_forged","X-Hub-Signature":"sha1=forged","Host":"evil.example","Transfer-Encoding":"chunked","Content-Type":"text/plain","X-Team":"ml"}"#;
 
-/// Rewrites the stored record of `id` with the forged headers and sets the schema back to
-/// version 1, as a file written before the rule.
+/// Rewrites the stored record of `id` in a SQLite file with the forged headers, behind the
+/// store's back.
 fn forge_sqlite_row(path: &std::path::Path, id: &str) {
-    let conn = rusqlite::Connection::open(path).expect("open");
-    conn.execute(
-        "UPDATE webhooks SET record = json_set(record, '$.headers', json(?2)) WHERE id = ?1",
-        [id, FORGED],
-    )
-    .expect("forge");
-    conn.pragma_update(None, "user_version", 1)
-        .expect("version");
+    rusqlite::Connection::open(path)
+        .and_then(|c| {
+            c.execute(
+                "UPDATE webhooks SET record = json_set(record, '$.headers', json(?2)) WHERE id = ?1",
+                [id, FORGED],
+            )
+        })
+        .expect("forge");
+}
+
+/// The same in a PostgreSQL schema.
+async fn forge_postgres_row(schema: &pg::TestSchema, id: &str) {
+    schema
+        .execute(&format!(
+            "UPDATE {}.webhooks SET record = jsonb_set(record, '{{headers}}', '{FORGED}'::jsonb) WHERE id = '{id}'",
+            schema.name
+        ))
+        .await;
 }
 
 #[tokio::test]
@@ -180,14 +190,7 @@ async fn a_stored_row_with_reserved_headers_is_refused_with_a_clear_error() {
         .await
         .expect("create");
     // A row written behind the crate's back, after the migration.
-    rusqlite::Connection::open(&path)
-        .and_then(|c| {
-            c.execute(
-                "UPDATE webhooks SET record = json_set(record, '$.headers', json(?2)) WHERE id = ?1",
-                [created.id.to_string(), FORGED.to_owned()],
-            )
-        })
-        .expect("forge");
+    forge_sqlite_row(&path, &created.id.to_string());
     let error = store.get_webhook(&created.id).await.expect_err("refused");
     assert!(
         error.to_string().contains("content-length")
@@ -203,12 +206,7 @@ async fn a_stored_row_with_reserved_headers_is_refused_with_a_clear_error() {
             .create(NewWebhook::new(Scope::Organization, "http://127.0.0.1:9/"))
             .await
             .expect("create");
-        schema
-            .execute(&format!(
-                "UPDATE {}.webhooks SET record = jsonb_set(record, '{{headers}}', '{FORGED}'::jsonb) WHERE id = '{}'",
-                schema.name, created.id
-            ))
-            .await;
+        forge_postgres_row(&schema, &created.id.to_string()).await;
         let error = store.get_webhook(&created.id).await.expect_err("refused");
         assert!(
             error.to_string().contains("content-length"),
@@ -236,7 +234,11 @@ async fn the_migration_drops_reserved_headers_stored_before_and_requests_arrive_
         .await
         .expect("create");
     drop(webhooks);
+    // As a file written before schema version 2.
     forge_sqlite_row(&path, &created.id.to_string());
+    rusqlite::Connection::open(&path)
+        .and_then(|c| c.pragma_update(None, "user_version", 1))
+        .expect("version");
 
     let store = Arc::new(SqliteStore::open(&path).await.expect("reopen migrates"));
     let stored = store
@@ -293,12 +295,12 @@ async fn the_postgres_migration_drops_reserved_headers_stored_before() {
         .create(NewWebhook::new(Scope::Organization, "http://127.0.0.1:9/"))
         .await
         .expect("create");
+    // As a schema migrated before version 2.
+    forge_postgres_row(&schema, &created.id.to_string()).await;
     schema
         .execute(&format!(
-            "UPDATE {s}.webhooks SET record = jsonb_set(record, '{{headers}}', '{FORGED}'::jsonb) WHERE id = '{id}';
-             DELETE FROM {s}.migrations WHERE version = 2;",
-            s = schema.name,
-            id = created.id
+            "DELETE FROM {}.migrations WHERE version = 2",
+            schema.name
         ))
         .await;
     let store = schema.store().await;

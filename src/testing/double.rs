@@ -102,6 +102,15 @@ impl FakeDispatcher {
         self.lock().emitted.clone()
     }
 
+    /// The event types emitted so far, in order.
+    pub fn event_types(&self) -> Vec<EventType> {
+        self.lock()
+            .emitted
+            .iter()
+            .map(|e| e.event.event_type())
+            .collect()
+    }
+
     /// The ids of the webhooks added with [`subscriber`](Self::subscriber).
     pub fn webhook_ids(&self) -> Vec<WebhookId> {
         self.lock().subscribers.iter().map(|(id, _)| *id).collect()
@@ -185,16 +194,5 @@ impl Dispatcher for FakeDispatcher {
             headers,
             Bytes::from(body),
         ))
-    }
-}
-
-impl FakeDispatcher {
-    /// The event types emitted so far, in order.
-    pub fn event_types(&self) -> Vec<EventType> {
-        self.lock()
-            .emitted
-            .iter()
-            .map(|e| e.event.event_type())
-            .collect()
     }
 }

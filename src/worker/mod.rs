@@ -297,13 +297,15 @@ struct InFlight {
     worker: Worker,
     webhook: WebhookId,
     delivery: DeliveryId,
+    /// The attempt settled its claim (one lock for both, on the hot path).
+    settled: bool,
     _permit: OwnedSemaphorePermit,
 }
 
 impl InFlight {
     /// The attempt settled its claim: nothing is left to return at a hard stop.
-    fn settled(self) {
-        self.worker.busy().claims.remove(&self.delivery);
+    fn settled(mut self) {
+        self.settled = true;
     }
 }
 
@@ -318,6 +320,9 @@ impl Drop for InFlight {
         }
         let limited = {
             let mut busy = self.worker.busy();
+            if self.settled {
+                busy.claims.remove(&self.delivery);
+            }
             if let Some(n) = busy.per_webhook.get_mut(&self.webhook) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -520,6 +525,7 @@ impl Worker {
                     worker: self.clone(),
                     webhook,
                     delivery: id,
+                    settled: false,
                     _permit: permit,
                 };
                 tasks.spawn(async move {
