@@ -91,18 +91,19 @@ impl DeliveryQueue for HostQueue {
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError> {
         let mut t = self.tables();
-        let mut due: Vec<(DateTime<Utc>, DeliveryId)> = t
+        let mut due: Vec<(DateTime<Utc>, DeliveryId, WebhookId)> = t
             .deliveries
             .values()
             .filter(|(r, _)| r.status == DeliveryStatus::Pending)
-            .filter(|(r, _)| !request.skip.contains(&r.webhook_id))
-            .filter_map(|(r, _)| r.next_attempt_at.map(|at| (at, r.id)))
-            .filter(|(at, _)| *at <= request.now)
+            .filter_map(|(r, _)| r.next_attempt_at.map(|at| (at, r.id, r.webhook_id)))
+            .filter(|(at, _, _)| *at <= request.now)
             .collect();
         due.sort();
+        // The request applies its own rules (skip, per-webhook room, limit) to the due list.
+        let chosen = request.select(due.into_iter().map(|(_, id, webhook)| (webhook, id)));
         let lease = LeaseId::random();
         let mut claims = Vec::new();
-        for (_, id) in due.into_iter().take(request.limit) {
+        for id in chosen {
             let Some((record, held)) = t.deliveries.get_mut(&id) else {
                 continue;
             };

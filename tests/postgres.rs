@@ -483,3 +483,113 @@ async fn settles_without_a_connection_fail_clearly_and_write_nothing() {
         );
     }
 }
+
+/// Six events with one delivery each; the fourth reuses the delivery id of `taken`.
+fn six_events(taken: DeliveryId) -> Vec<NewEvent> {
+    (0..6)
+        .map(|i| {
+            let mut event = NewEvent::new(
+                OrgId::new("acme"),
+                "p",
+                EventType::DatasetComplete,
+                Bytes::from_static(br#"{"event":"dataset-complete"}"#),
+                Utc::now(),
+            );
+            let id = if i == 3 { taken } else { DeliveryId::new() };
+            event.deliveries = vec![NewDelivery::new(id, WebhookId::new(), "http://h/")];
+            event
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emits_arriving_together_share_a_transaction_and_one_refusal_holds_back_none() {
+    let Some(schema) = TestSchema::new("emit_group") else {
+        return;
+    };
+    let store = schema.store().await;
+    // Every recorded event notes its transaction.
+    schema
+        .execute(&format!(
+            "CREATE TABLE {s}.seen (tx bigint NOT NULL);
+             CREATE FUNCTION {s}.watch() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO {s}.seen VALUES (txid_current());
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER watch BEFORE INSERT ON {s}.events
+                 FOR EACH ROW EXECUTE FUNCTION {s}.watch();",
+            s = schema.name
+        ))
+        .await;
+    let first = six_events(DeliveryId::new());
+    let taken = first[0].deliveries[0].id;
+    let emit_all = |events: Vec<NewEvent>| {
+        let store = store.clone();
+        async move {
+            let tasks: Vec<_> = events
+                .into_iter()
+                .map(|e| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.enqueue(e).await })
+                })
+                .collect();
+            let mut results = Vec::new();
+            for task in tasks {
+                results.push(task.await.expect("task"));
+            }
+            results
+        }
+    };
+    // Many rounds, so that at least one finds emits waiting for the same group.
+    let mut grouped = false;
+    for round in 0..20 {
+        let events = if round == 0 {
+            first.clone()
+        } else {
+            six_events(DeliveryId::new())
+        };
+        let before = schema
+            .number(&format!(
+                "SELECT count(DISTINCT tx) FROM {}.seen",
+                schema.name
+            ))
+            .await;
+        for result in emit_all(events).await {
+            assert!(result.is_ok(), "{result:?}");
+        }
+        let after = schema
+            .number(&format!(
+                "SELECT count(DISTINCT tx) FROM {}.seen",
+                schema.name
+            ))
+            .await;
+        grouped |= after - before < 6;
+    }
+    assert!(grouped, "six emits at once never shared a transaction");
+    assert_eq!(
+        schema
+            .number(&format!("SELECT count(*) FROM {}.events", schema.name))
+            .await,
+        120
+    );
+
+    // One emit reuses a delivery id: it alone is refused, as a conflict.
+    let results = emit_all(six_events(taken)).await;
+    for (i, result) in results.iter().enumerate() {
+        if i == 3 {
+            assert!(
+                matches!(result, Err(QueueError::Conflict(id)) if *id == taken),
+                "{result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "emit {i} was held back: {result:?}");
+        }
+    }
+    assert_eq!(
+        schema
+            .number(&format!("SELECT count(*) FROM {}.events", schema.name))
+            .await,
+        125
+    );
+}

@@ -7,13 +7,17 @@ mod flaky;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use chrono::Utc;
 use dataops_webhooks::event::{Dataset, Event};
-use dataops_webhooks::queue::{DeliveryQuery, DeliveryStatus};
+use dataops_webhooks::queue::{
+    DeliveryQuery, DeliveryQueue, DeliveryStatus, NewDelivery, NewEvent, QueueError,
+};
 use dataops_webhooks::retry::RetryPolicy;
 use dataops_webhooks::sqlite::{SqliteError, SqliteStore, SCHEMA_VERSION};
 use dataops_webhooks::transport::guard::AddressPolicy;
-use dataops_webhooks::webhook::{NewWebhook, Scope};
-use dataops_webhooks::{Dispatcher, Emit, HostEvent, WebhookDispatcher, WorkerOptions};
+use dataops_webhooks::webhook::{DeliveryId, NewWebhook, OrgId, Scope, WebhookId};
+use dataops_webhooks::{Dispatcher, Emit, EventType, HostEvent, WebhookDispatcher, WorkerOptions};
 use flaky::Flaky;
 
 #[tokio::test]
@@ -202,4 +206,64 @@ async fn concurrent_writers_on_one_file_wait_for_the_lock_instead_of_failing() {
         expected,
         "each delivery sent once (a settle that failed would send it again)"
     );
+}
+
+/// Six events with one delivery each; the fourth reuses the delivery id `taken`.
+fn six_events(taken: Option<DeliveryId>) -> Vec<NewEvent> {
+    (0..6)
+        .map(|i| {
+            let mut event = NewEvent::new(
+                OrgId::new("acme"),
+                "p",
+                EventType::DatasetComplete,
+                Bytes::from_static(br#"{"event":"dataset-complete"}"#),
+                Utc::now(),
+            );
+            let id = taken.filter(|_| i == 3).unwrap_or_default();
+            event.deliveries = vec![NewDelivery::new(id, WebhookId::new(), "http://h/")];
+            event
+        })
+        .collect()
+}
+
+/// Writes that arrive together are committed together, each atomic on its own: one that is
+/// refused is rolled back alone, and the others are answered only once committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_arriving_together_commit_together_and_one_refusal_holds_back_none() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("group.db");
+    let store = Arc::new(SqliteStore::open(&path).await.expect("open"));
+    let first = six_events(None);
+    let taken = first[0].deliveries[0].id;
+    for event in first {
+        store.enqueue(event).await.expect("enqueue");
+    }
+    let events = six_events(Some(taken));
+    let tasks: Vec<_> = events
+        .into_iter()
+        .map(|event| {
+            let store = store.clone();
+            tokio::spawn(async move { store.enqueue(event).await })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.expect("task");
+        if i == 3 {
+            assert!(
+                matches!(result, Err(QueueError::Conflict(id)) if id == taken),
+                "{result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "write {i} was held back: {result:?}");
+        }
+    }
+    // What was answered is on disk, as another connection sees it; the refused event
+    // left nothing behind (its event row was rolled back with its delivery).
+    let other = rusqlite::Connection::open(&path).expect("open again");
+    let count = |table: &str| -> i64 {
+        other
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    };
+    assert_eq!((count("events"), count("deliveries")), (11, 11));
 }

@@ -83,14 +83,14 @@ pub(super) enum Failure {
     Corrupt(String),
     #[error("delivery {0} is already queued")]
     DuplicateDelivery(DeliveryId),
-    /// The caller went away before its settle ran; nothing was written for it.
-    #[error("the settle was dropped before it ran")]
+    /// The group a write joined ended without running it; nothing was written for it.
+    #[error("the write was dropped before it ran")]
     Cancelled,
-    /// No pooled connection for a group of settles: nothing was written.
-    #[error("no connection to settle with: {0}")]
+    /// No pooled connection for a group of writes: nothing was written.
+    #[error("no connection to write with: {0}")]
     NoConnection(String),
-    /// The connection failed while a group of settles ran: they may or may not be recorded.
-    #[error("the connection failed while settling; the attempts may not be recorded: {0}")]
+    /// The connection failed while a group of writes ran: they may or may not be recorded.
+    #[error("the connection failed mid-write; it may or may not be recorded: {0}")]
     Interrupted(String),
 }
 

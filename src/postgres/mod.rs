@@ -7,9 +7,10 @@
 //! - **Settles** that arrive while another is running share the next statement and commit,
 //!   so a busy worker pays one round trip for many attempts; one the database refuses is
 //!   retried on its own and holds back none of the others.
-//! - **Wake-ups**: every insert of deliveries raises a `NOTIFY` (delivered when the inserting
-//!   transaction commits); each process listens on one dedicated connection and wakes its
-//!   idle workers, so a delivery emitted on one machine is attempted at once on another.
+//! - **Wake-ups**: each group of emits raises one `NOTIFY` (delivered when its transaction
+//!   commits; emits that arrive together share one transaction); each process listens on one
+//!   dedicated connection and wakes its idle workers, so a delivery emitted on one machine is
+//!   attempted at once on another.
 //! - **Migrations** ship with the crate and live in their own schema (default
 //!   `dataops_webhooks`); [`PostgresStore::migrate`] runs them under an advisory lock, so
 //!   every process may call it at start-up.
@@ -39,7 +40,9 @@
 //! clock skew it tolerates.
 
 mod config;
+mod enqueue;
 mod error;
+mod group;
 mod listen;
 mod queue;
 mod schema;
@@ -193,6 +196,8 @@ struct Inner {
     arrivals: OnceLock<listen::Listener>,
     /// Settles waiting to share the next statement.
     settles: settle::SettleGroup,
+    /// Emits waiting to share the next transaction.
+    emits: enqueue::EnqueueGroup,
 }
 
 impl PostgresStore {
@@ -231,6 +236,7 @@ impl PostgresStore {
                 options,
                 arrivals: OnceLock::new(),
                 settles: settle::SettleGroup::default(),
+                emits: enqueue::EnqueueGroup::default(),
             }),
         };
         drop(store.client().await.map_err(|f| store.unreachable(f))?);

@@ -28,6 +28,8 @@ use crate::webhook::{DeliveryId, EventId};
 /// once per connection), or the host's open transaction.
 pub(super) enum Conn<'a> {
     Pooled(&'a deadpool_postgres::Object),
+    /// A transaction of the store's own on a pooled connection (a group of emits).
+    PooledTx(&'a deadpool_postgres::Transaction<'a>),
     Host(&'a tokio_postgres::Transaction<'a>),
 }
 
@@ -39,6 +41,10 @@ impl Conn<'_> {
             Self::Pooled(client) => {
                 let statement = client.prepare_cached(sql).await?;
                 client.query(&statement, params).await?
+            }
+            Self::PooledTx(tx) => {
+                let statement = tx.prepare_cached(sql).await?;
+                tx.query(&statement, params).await?
             }
             Self::Host(tx) => tx.query(sql, params).await?,
         })
@@ -87,7 +93,7 @@ fn record(row: &Row) -> Result<DeliveryRecord, Failure> {
 pub(super) async fn enqueue_on(
     conn: &Conn<'_>,
     sql: &Statements,
-    event: NewEvent,
+    event: &NewEvent,
 ) -> Result<Enqueued, Failure> {
     let org = event.org.to_string();
     let (ids, webhooks, urls) = event.deliveries.iter().fold(
@@ -168,16 +174,17 @@ impl PostgresStore {
 #[async_trait]
 impl DeliveryQueue for PostgresStore {
     async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError> {
-        let run = async {
-            let client = self.client().await?;
-            enqueue_on(&Conn::Pooled(&client), &self.inner.sql, event).await
-        };
-        run.await.map_err(|f| self.queue_error(f))
+        self.enqueue_grouped(event).await
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError> {
         let skip: Vec<String> = request.skip.iter().map(ToString::to_string).collect();
-        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let (busy_webhooks, busy): (Vec<String>, Vec<i64>) = request
+            .busy
+            .iter()
+            .map(|(webhook, n)| (webhook.to_string(), count(*n)))
+            .unzip();
         let lease = LeaseId::random();
         let rows = self
             .rows(
@@ -185,9 +192,13 @@ impl DeliveryQueue for PostgresStore {
                 &[
                     &request.now,
                     &skip,
-                    &limit,
+                    &count(request.limit),
                     &request.lease_until(),
                     &lease.0,
+                    &count(request.window()),
+                    &busy_webhooks,
+                    &busy,
+                    &request.per_webhook.map(count),
                 ],
             )
             .await?;

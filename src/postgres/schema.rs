@@ -5,12 +5,12 @@ use super::PostgresError;
 use crate::webhook::validate::reserved_header_sql;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`. `{s}` is the
 /// schema, `{channel}` the `NOTIFY` channel, `{reserved}` the condition that a header name
 /// `h.key` is reserved.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE {s}.webhooks (
     id      text PRIMARY KEY,
@@ -147,6 +147,12 @@ UPDATE {s}.webhooks w SET record = jsonb_set(w.record, '{headers}', coalesce((
     WHERE NOT ({reserved})), '{}'::jsonb))
 WHERE jsonb_typeof(w.record->'headers') = 'object';
 "#,
+    r#"
+-- Wake-ups move out of the insert: a NOTIFY in every emit's transaction serialized all
+-- commits on one lock. Emits now notify once per group commit, from the store.
+DROP TRIGGER IF EXISTS deliveries_wake ON {s}.deliveries;
+DROP FUNCTION IF EXISTS {s}.wake();
+"#,
 ];
 
 /// Refuses schema names that would need quoting (or could inject SQL).
@@ -261,6 +267,7 @@ pub(super) async fn migrate(
 #[derive(Debug)]
 pub(super) struct Statements {
     pub(super) enqueue: String,
+    pub(super) notify: String,
     pub(super) duplicate_event: String,
     pub(super) existing_delivery: String,
     pub(super) deliveries_of_event: String,
@@ -303,16 +310,31 @@ impl Statements {
                     FROM ev, unnest($8::text[], $9::text[], $10::text[]) AS d(id, webhook_id, url)
                     RETURNING 1)
                 SELECT (SELECT count(*) FROM ev) AS recorded"),
+            notify: r("SELECT pg_notify('{channel}', '')"),
             duplicate_event: r("SELECT id FROM {s}.events WHERE org = $1 AND idempotency_key = $2"),
             existing_delivery: r("SELECT id FROM {s}.deliveries WHERE id = ANY($1) LIMIT 1"),
             deliveries_of_event: r("SELECT {RECORD}
                 FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
                 WHERE d.event_id = $1 ORDER BY d.id"),
-            claim: r("WITH due AS (
-                    SELECT id, due_at AS was_due FROM {s}.deliveries
-                    WHERE status = 'pending' AND due_at <= $1 AND webhook_id <> ALL($2)
-                    ORDER BY due_at LIMIT $3
+            // The first `$6` due deliveries (the request's window, as locked rows nobody
+            // else holds), of which each webhook gives at most its room: `$9` minus what the
+            // caller has busy (`$7`/`$8`), none when skipped (`$2`); at most `$3` in all.
+            claim: r("WITH candidates AS (
+                    SELECT id, webhook_id, due_at FROM {s}.deliveries
+                    WHERE status = 'pending' AND due_at <= $1
+                    ORDER BY due_at LIMIT $6
                     FOR UPDATE SKIP LOCKED),
+                ranked AS (
+                    SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id
+                                                   ORDER BY c.due_at, c.id) AS n
+                    FROM candidates c),
+                due AS (
+                    SELECT r.id, r.due_at AS was_due FROM ranked r
+                    LEFT JOIN unnest($7::text[], $8::bigint[]) AS b(webhook_id, busy)
+                        ON b.webhook_id = r.webhook_id
+                    WHERE r.webhook_id <> ALL($2)
+                      AND ($9::bigint IS NULL OR r.n + coalesce(b.busy, 0) <= $9)
+                    ORDER BY r.due_at, r.id LIMIT $3),
                 d AS (
                     UPDATE {s}.deliveries u SET due_at = $4, lease = $5
                     FROM due WHERE u.id = due.id

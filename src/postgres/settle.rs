@@ -1,6 +1,6 @@
-//! Group settles: the `finish` calls that arrive while a settle statement is running share
-//! the next one, so a busy process pays one round trip and one commit for many attempts and
-//! an idle one waits for nobody.
+//! Group settles (see `group`): the `finish` calls that arrive while a settle statement is
+//! running share the next one, so a busy process pays one round trip and one commit for
+//! many attempts.
 //!
 //! Each settle is still one call of the schema's `finish` function, with the same checks;
 //! a group runs them in one statement and one transaction, ordered by webhook and delivery
@@ -9,14 +9,11 @@
 //! was written, and each settle runs again on its own: one bad settle never holds back the
 //! others.
 
-use std::mem;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
 use tokio_postgres::Row;
 
 use super::error::Failure;
+use super::group::{Group, Reply};
 use super::PostgresStore;
 use crate::queue::{Finish, FinishReport, LastError, LeaseId, QueueError};
 use crate::webhook::DeliveryId;
@@ -87,49 +84,23 @@ fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }
 
-type Reply = oneshot::Sender<Result<FinishReport, QueueError>>;
-
-/// The settles waiting for the next statement, and whose turn it is to run it.
-#[derive(Debug, Default)]
-pub(super) struct SettleGroup {
-    waiting: Mutex<Vec<(Settle, Reply)>>,
-    turn: tokio::sync::Mutex<()>,
-}
-
-impl SettleGroup {
-    fn waiting(&self) -> MutexGuard<'_, Vec<(Settle, Reply)>> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
+/// Settles waiting to share the next statement.
+pub(super) type SettleGroup = Group<Settle, FinishReport>;
 
 impl PostgresStore {
     /// Settles one claim, together with whatever other settles are waiting.
     pub(super) async fn settle(&self, settle: Settle) -> Result<FinishReport, QueueError> {
-        let group = &self.inner.settles;
-        let (reply, mut answer) = oneshot::channel();
-        group.waiting().push((settle, reply));
-        loop {
-            tokio::select! {
-                biased;
-                answer = &mut answer => {
-                    return answer.unwrap_or_else(|_| {
-                        Err(self.queue_error(Failure::Cancelled))
-                    });
-                }
-                _turn = group.turn.lock() => {
-                    let batch = mem::take(&mut *group.waiting());
-                    if !batch.is_empty() {
-                        // Run as a task of its own so the batch settles even if this
-                        // caller is dropped halfway.
-                        let store = self.clone();
-                        let _ = tokio::spawn(async move { store.settle_batch(batch).await }).await;
-                    }
-                }
-            }
-        }
+        let run = |batch| {
+            let store = self.clone();
+            async move { store.settle_batch(batch).await }
+        };
+        self.inner
+            .settles
+            .join(settle, run, || self.queue_error(Failure::Cancelled))
+            .await
     }
 
-    async fn settle_batch(&self, batch: Vec<(Settle, Reply)>) {
+    async fn settle_batch(&self, batch: Vec<(Settle, Reply<FinishReport>)>) {
         if batch.len() > 1 {
             let settles: Vec<&Settle> = batch.iter().map(|(s, _)| s).collect();
             match self.settle_many(&settles).await {
@@ -147,7 +118,7 @@ impl PostgresStore {
                 // twice): every caller hears why.
                 Err(failure) => {
                     let sent = !matches!(failure, Failure::Pool(_));
-                    let message = chain(&failure);
+                    let message = crate::error::chain(&failure);
                     for (_, reply) in batch {
                         let failure = if sent {
                             Failure::Interrupted(message.clone())
@@ -217,17 +188,6 @@ impl PostgresStore {
         }
         Ok(reports)
     }
-}
-
-/// An error and its sources, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
-    }
-    message
 }
 
 fn no_row() -> Failure {

@@ -67,9 +67,15 @@ impl PostgresStore {
         if emitted.deliveries.is_empty() && event.idempotency_key.is_none() {
             return Ok(emitted);
         }
-        let enqueued = enqueue_on(&Conn::Host(tx), &self.inner.sql, event)
-            .await
-            .map_err(|f| f.into_queue_error(self.schema()))?;
+        let conn = Conn::Host(tx);
+        let enqueued = async {
+            let enqueued = enqueue_on(&conn, &self.inner.sql, &event).await?;
+            // Workers in every process hear of it when the host's transaction commits.
+            conn.query(&self.inner.sql.notify, &[]).await?;
+            Ok(enqueued)
+        }
+        .await
+        .map_err(|f: super::error::Failure| f.into_queue_error(self.schema()))?;
         if let Enqueued::Duplicate {
             event_id,
             deliveries,

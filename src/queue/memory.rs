@@ -1,7 +1,7 @@
 //! [`MemoryQueue`]: the delivery queue in the process's memory.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,40 +16,74 @@ use crate::webhook::{DeliveryId, EventId, OrgId, WebhookId};
 /// [`DispatcherBuilder`](crate::DispatcherBuilder); use a durable backend where events must
 /// survive the process.
 ///
-/// Settled deliveries and their logs stay until the queue is dropped.
-#[derive(Debug, Default)]
+/// Memory stays bounded: pending deliveries are all kept, but of the settled ones (succeeded
+/// or dead) only the most recent [`DEFAULT_KEEP_SETTLED`] — change it with
+/// [`keep_settled`](Self::keep_settled). An older settled delivery is dropped with its
+/// attempt log, and an event once none of its deliveries is left (its idempotency key is
+/// then forgotten too).
+#[derive(Debug)]
 pub struct MemoryQueue {
     state: Mutex<State>,
+    keep_settled: usize,
+}
+
+/// How many settled deliveries a [`MemoryQueue`] keeps by default.
+pub const DEFAULT_KEEP_SETTLED: usize = 10_000;
+
+impl Default for MemoryQueue {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            keep_settled: DEFAULT_KEEP_SETTLED,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    events: HashMap<EventId, Arc<EventRow>>,
+    events: HashMap<EventId, EventRow>,
     deliveries: HashMap<DeliveryId, Row>,
-    /// Pending deliveries by due time (a leased one is due when its lease ends).
-    due: BTreeSet<(DateTime<Utc>, DeliveryId)>,
+    /// Pending deliveries by webhook, by due time (a leased one is due when its lease ends).
+    due: HashMap<WebhookId, BTreeSet<(DateTime<Utc>, DeliveryId)>>,
+    /// Each webhook's earliest due time: where a claim starts looking.
+    heads: BTreeSet<(DateTime<Utc>, WebhookId)>,
     by_webhook: BTreeSet<(WebhookId, DeliveryId)>,
     attempts: HashMap<DeliveryId, Vec<AttemptLog>>,
     idempotency: HashMap<(OrgId, String), EventId>,
     failing_since: HashMap<WebhookId, DateTime<Utc>>,
+    /// Settled deliveries, oldest settle first, with the settle's number (a delivery
+    /// redelivered and settled again is listed again; only its latest entry counts).
+    settled: VecDeque<(u64, DeliveryId)>,
+    settles: u64,
 }
 
 #[derive(Debug)]
 struct EventRow {
     payload: Bytes,
     deliveries: Vec<DeliveryId>,
+    idempotency: Option<(OrgId, String)>,
 }
 
 #[derive(Debug)]
 struct Row {
     record: DeliveryRecord,
     lease: Option<LeaseId>,
+    /// The number of its latest settle, while settled.
+    settled: Option<u64>,
 }
 
 impl MemoryQueue {
     /// An empty queue.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps at most `n` settled deliveries (default [`DEFAULT_KEEP_SETTLED`]), dropping the
+    /// oldest settled first.
+    #[must_use]
+    pub fn keep_settled(mut self, n: usize) -> Self {
+        self.keep_settled = n;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -67,12 +101,95 @@ impl State {
         let Some(row) = self.deliveries.get_mut(&id) else {
             return;
         };
-        if let Some(old) = row.record.next_attempt_at {
-            self.due.remove(&(old, id));
+        let webhook = row.record.webhook_id;
+        let old = std::mem::replace(&mut row.record.next_attempt_at, due);
+        let set = self.due.entry(webhook).or_default();
+        let head_before = set.first().map(|(at, _)| *at);
+        if let Some(old) = old {
+            set.remove(&(old, id));
         }
-        row.record.next_attempt_at = due;
         if let Some(new) = due {
-            self.due.insert((new, id));
+            set.insert((new, id));
+        }
+        let head_after = set.first().map(|(at, _)| *at);
+        if set.is_empty() {
+            self.due.remove(&webhook);
+        }
+        if head_before != head_after {
+            if let Some(at) = head_before {
+                self.heads.remove(&(at, webhook));
+            }
+            if let Some(at) = head_after {
+                self.heads.insert((at, webhook));
+            }
+        }
+    }
+
+    /// The deliveries `request` claims: oldest due first over the webhooks it may take from.
+    /// Webhooks are visited by their earliest due time; once `limit` of them gave candidates,
+    /// no later one can hold a delivery due earlier than those.
+    fn due_for(&self, request: &ClaimRequest) -> Vec<DeliveryId> {
+        let mut candidates: Vec<(DateTime<Utc>, DeliveryId, WebhookId)> = Vec::new();
+        let mut visited = 0;
+        for (head, webhook) in &self.heads {
+            if *head > request.now || visited >= request.limit {
+                break;
+            }
+            let room = request.room(webhook).min(request.limit);
+            if room == 0 {
+                continue;
+            }
+            visited += 1;
+            let Some(set) = self.due.get(webhook) else {
+                continue;
+            };
+            candidates.extend(
+                set.iter()
+                    .take_while(|(at, _)| *at <= request.now)
+                    .take(room)
+                    .map(|(at, id)| (*at, *id, *webhook)),
+            );
+        }
+        candidates.sort_unstable();
+        request.select(candidates.into_iter().map(|(_, id, webhook)| (webhook, id)))
+    }
+
+    /// Marks a delivery settled, and drops the oldest settled ones beyond `keep`.
+    fn settled(&mut self, id: DeliveryId, keep: usize) {
+        self.settles += 1;
+        let number = self.settles;
+        if let Some(row) = self.deliveries.get_mut(&id) {
+            row.settled = Some(number);
+            self.settled.push_back((number, id));
+        }
+        while self.settled.len() > keep {
+            let Some((number, old)) = self.settled.pop_front() else {
+                break;
+            };
+            if self.deliveries.get(&old).and_then(|r| r.settled) == Some(number) {
+                self.forget(old);
+            }
+        }
+    }
+
+    /// Drops a settled delivery, its log, and its event when no delivery of it is left.
+    fn forget(&mut self, id: DeliveryId) {
+        let Some(row) = self.deliveries.remove(&id) else {
+            return;
+        };
+        self.attempts.remove(&id);
+        self.by_webhook.remove(&(row.record.webhook_id, id));
+        let event_id = row.record.event_id;
+        let gone = self.events.get_mut(&event_id).is_some_and(|event| {
+            event.deliveries.retain(|d| *d != id);
+            event.deliveries.is_empty()
+        });
+        if gone {
+            if let Some(event) = self.events.remove(&event_id) {
+                if let Some(key) = event.idempotency {
+                    self.idempotency.remove(&key);
+                }
+            }
         }
     }
 }
@@ -126,38 +243,30 @@ impl DeliveryQueue for MemoryQueue {
                 Row {
                     record,
                     lease: None,
+                    settled: None,
                 },
             );
             s.set_due(new.id, Some(event.created_at));
             s.by_webhook.insert((new.webhook_id, new.id));
         }
-        if let Some(key) = event.idempotency_key {
-            s.idempotency.insert((event.org, key), event.id);
+        let idempotency = event.idempotency_key.map(|key| (event.org, key));
+        if let Some(key) = &idempotency {
+            s.idempotency.insert(key.clone(), event.id);
         }
         s.events.insert(
             event.id,
-            Arc::new(EventRow {
+            EventRow {
                 payload: event.payload,
                 deliveries: ids,
-            }),
+                idempotency,
+            },
         );
         Ok(Enqueued::New)
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError> {
         let mut s = self.lock();
-        let due: Vec<DeliveryId> = s
-            .due
-            .iter()
-            .take_while(|(at, _)| *at <= request.now)
-            .filter(|(_, id)| {
-                s.deliveries
-                    .get(id)
-                    .is_some_and(|r| !request.skip.contains(&r.record.webhook_id))
-            })
-            .take(request.limit)
-            .map(|(_, id)| *id)
-            .collect();
+        let due = s.due_for(request);
         let until = request.lease_until();
         let mut claims = Vec::with_capacity(due.len());
         for id in due {
@@ -225,6 +334,9 @@ impl DeliveryQueue for MemoryQueue {
                 row.record.status = change.status;
             }
         }
+        if held && change.status != DeliveryStatus::Pending {
+            s.settled(*delivery, self.keep_settled);
+        }
         Ok(report)
     }
 
@@ -269,9 +381,107 @@ impl DeliveryQueue for MemoryQueue {
         s.set_due(*id, Some(now));
         if let Some(row) = s.deliveries.get_mut(id) {
             row.lease = None;
+            row.settled = None;
             row.record.status = DeliveryStatus::Pending;
             row.record.updated_at = now;
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::EventType;
+
+    fn event(at: DateTime<Utc>, webhook: WebhookId, key: Option<&str>) -> NewEvent {
+        let mut event = NewEvent::new(
+            OrgId::new("acme"),
+            "p",
+            EventType::DatasetComplete,
+            Bytes::from_static(b"{}"),
+            at,
+        );
+        event.idempotency_key = key.map(str::to_owned);
+        event.deliveries = vec![NewDelivery::new(DeliveryId::new(), webhook, "http://h/")];
+        event
+    }
+
+    async fn deliver(queue: &MemoryQueue, now: DateTime<Utc>) -> DeliveryId {
+        let request = ClaimRequest::new(now, Duration::from_secs(60), 1);
+        let claim = queue.claim(&request).await.expect("claim").remove(0);
+        let finish = Finish::Attempted {
+            attempt: AttemptLog::new(now, Some(204)),
+            next: Next::Succeeded,
+        };
+        queue
+            .finish(&claim.delivery.id, claim.lease, finish, now)
+            .await
+            .expect("finish");
+        claim.delivery.id
+    }
+
+    #[tokio::test]
+    async fn only_the_most_recent_settled_deliveries_are_kept() {
+        let queue = MemoryQueue::new().keep_settled(2);
+        let (now, hook) = (Utc::now(), WebhookId::new());
+        for i in 0..3 {
+            let key = format!("k{i}");
+            queue
+                .enqueue(event(now, hook, Some(&key)))
+                .await
+                .expect("enqueue");
+        }
+        // A pending one is never dropped, however many settle.
+        queue
+            .enqueue(event(now + chrono::Duration::hours(1), hook, None))
+            .await
+            .expect("enqueue");
+        let oldest = deliver(&queue, now).await;
+        let middle = deliver(&queue, now).await;
+        let newest = deliver(&queue, now).await;
+        assert!(queue.get_delivery(&oldest).await.expect("get").is_none());
+        assert!(queue.attempts(&oldest).await.expect("log").is_empty());
+        for kept in [middle, newest] {
+            assert!(queue.get_delivery(&kept).await.expect("get").is_some());
+            assert_eq!(queue.attempts(&kept).await.expect("log").len(), 1);
+        }
+        let state = queue.lock();
+        assert_eq!(
+            state.events.len(),
+            3,
+            "the oldest event went with its delivery"
+        );
+        assert_eq!(state.idempotency.len(), 2, "and so did its key");
+        assert_eq!(state.deliveries.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_delivery_counts_from_its_latest_settle() {
+        let queue = MemoryQueue::new().keep_settled(1);
+        let (now, hook) = (Utc::now(), WebhookId::new());
+        queue
+            .enqueue(event(now, hook, None))
+            .await
+            .expect("enqueue");
+        let a = deliver(&queue, now).await;
+        assert!(queue.redeliver(&a, now).await.expect("redeliver"));
+        queue
+            .enqueue(event(now - chrono::Duration::seconds(1), hook, None))
+            .await
+            .expect("enqueue");
+        let b = deliver(&queue, now).await;
+        let pending = queue.get_delivery(&a).await.expect("get");
+        assert_eq!(
+            pending.map(|r| r.status),
+            Some(DeliveryStatus::Pending),
+            "pending again, so not dropped for its earlier settle"
+        );
+        assert!(queue.get_delivery(&b).await.expect("get").is_some());
+        assert_eq!(deliver(&queue, now).await, a);
+        assert!(queue.get_delivery(&b).await.expect("get").is_none());
+        assert!(queue.get_delivery(&a).await.expect("get").is_some());
     }
 }

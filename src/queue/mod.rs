@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 use crate::webhook::DeliveryId;
 
 pub use manage::Deliveries;
-pub use memory::MemoryQueue;
+pub use memory::{MemoryQueue, DEFAULT_KEEP_SETTLED};
 pub use types::{
     AttemptErrorKind, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryRecord,
     DeliveryStatus, Enqueued, Finish, FinishReport, Health, LastError, LeaseId, NewDelivery,

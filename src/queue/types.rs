@@ -1,5 +1,6 @@
 //! The records a [`DeliveryQueue`](super::DeliveryQueue) takes and gives.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -215,6 +216,12 @@ impl LeaseId {
 }
 
 /// What a worker asks [`claim`](super::DeliveryQueue::claim) for.
+///
+/// Besides the total `limit`, a request may cap how many deliveries of one webhook the
+/// caller can take ([`per_webhook`](Self::per_webhook)), counting the ones it already has in
+/// flight ([`busy`](Self::busy)): a worker at an endpoint's concurrency limit then gets the
+/// work it can start, not a batch it must hand back. [`ClaimRequest::select`] applies every
+/// rule to candidates in due order, so a queue only has to list them.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClaimRequest {
@@ -226,6 +233,11 @@ pub struct ClaimRequest {
     pub limit: usize,
     /// Webhooks to leave alone (those at their concurrency limit).
     pub skip: Vec<WebhookId>,
+    /// At most this many deliveries of any one webhook, counting its [`busy`](Self::busy)
+    /// ones; `None`: no cap.
+    pub per_webhook: Option<usize>,
+    /// How many deliveries of each webhook the caller has in flight.
+    pub busy: HashMap<WebhookId, usize>,
 }
 
 impl ClaimRequest {
@@ -236,6 +248,8 @@ impl ClaimRequest {
             lease,
             limit,
             skip: Vec::new(),
+            per_webhook: None,
+            busy: HashMap::new(),
         }
     }
 
@@ -244,6 +258,58 @@ impl ClaimRequest {
     pub fn skip(mut self, webhooks: Vec<WebhookId>) -> Self {
         self.skip = webhooks;
         self
+    }
+
+    /// At most `cap` deliveries of one webhook, counting the `busy` ones the caller has.
+    /// Webhooks already at the cap are added to [`skip`](Self::skip).
+    #[must_use]
+    pub fn per_webhook(mut self, cap: usize, busy: HashMap<WebhookId, usize>) -> Self {
+        for (webhook, n) in &busy {
+            if *n >= cap && !self.skip.contains(webhook) {
+                self.skip.push(*webhook);
+            }
+        }
+        self.per_webhook = Some(cap);
+        self.busy = busy;
+        self
+    }
+
+    /// How many deliveries of `webhook` this request may still take.
+    pub fn room(&self, webhook: &WebhookId) -> usize {
+        if self.skip.contains(webhook) {
+            return 0;
+        }
+        match self.per_webhook {
+            Some(cap) => cap.saturating_sub(self.busy.get(webhook).copied().unwrap_or(0)),
+            None => usize::MAX,
+        }
+    }
+
+    /// How many due deliveries a queue should look at, oldest first, to fill this request:
+    /// enough to pass over a few webhooks at their cap, bounded so a claim costs the same
+    /// however long the queue is.
+    pub fn window(&self) -> usize {
+        self.limit.saturating_mul(4).max(64)
+    }
+
+    /// The claim itself: of `candidates` — due deliveries as `(webhook, item)`, oldest due
+    /// first, usually the first [`window`](Self::window) of them — the items this request
+    /// takes: none of a skipped webhook, at most [`room`](Self::room) of each, at most
+    /// `limit` in all, in the candidates' order.
+    pub fn select<T>(&self, candidates: impl IntoIterator<Item = (WebhookId, T)>) -> Vec<T> {
+        let mut taken: HashMap<WebhookId, usize> = HashMap::new();
+        let mut chosen = Vec::new();
+        for (webhook, item) in candidates {
+            if chosen.len() >= self.limit {
+                break;
+            }
+            let count = taken.entry(webhook).or_insert(0);
+            if *count < self.room(&webhook) {
+                *count += 1;
+                chosen.push(item);
+            }
+        }
+        chosen
     }
 
     /// The end of the lease.

@@ -2,7 +2,7 @@
 //! listings and subscriber lookups filter on.
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 
 use super::{Failure, SqliteStore};
 use crate::error::chain;
@@ -58,12 +58,11 @@ impl ConfigStore for SqliteStore {
         let id = id.to_string();
         Ok(self
             .read(move |conn| {
-                conn.query_row("SELECT record FROM webhooks WHERE id = ?1", [id], |r| {
-                    r.get::<_, String>(0)
-                })
-                .optional()?
-                .map(|record| read(&record))
-                .transpose()
+                conn.prepare_cached("SELECT record FROM webhooks WHERE id = ?1")?
+                    .query_row([id], |r| r.get::<_, String>(0))
+                    .optional()?
+                    .map(|record| read(&record))
+                    .transpose()
             })
             .await?)
     }
@@ -78,14 +77,13 @@ impl ConfigStore for SqliteStore {
         let expected = i64::try_from(expected_revision).unwrap_or(i64::MAX);
         Ok(self
             .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let updated = tx.execute(
+                let updated = conn.execute(
                     "UPDATE webhooks SET org = ?2, project = ?3, active = ?4, record = ?5
                      WHERE id = ?1 AND coalesce(json_extract(record, '$.revision'), 0) = ?6",
                     params![id, org, project, active, record, expected],
                 )?;
                 if updated == 0 {
-                    let exists = tx
+                    let exists = conn
                         .query_row("SELECT 1 FROM webhooks WHERE id = ?1", [&id], |_| Ok(()))
                         .optional()?
                         .is_some();
@@ -95,7 +93,6 @@ impl ConfigStore for SqliteStore {
                         Failure::MissingWebhook(key)
                     });
                 }
-                tx.commit()?;
                 Ok(())
             })
             .await?)
@@ -149,14 +146,11 @@ impl ConfigStore for SqliteStore {
         let org = org.to_string();
         Ok(self
             .read(move |conn| {
-                conn.query_row(
-                    "SELECT record FROM signing_keys WHERE org = ?1",
-                    [org],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?
-                .map(|record| Ok(serde_json::from_str(&record)?))
-                .transpose()
+                conn.prepare_cached("SELECT record FROM signing_keys WHERE org = ?1")?
+                    .query_row([org], |r| r.get::<_, String>(0))
+                    .optional()?
+                    .map(|record| Ok(serde_json::from_str(&record)?))
+                    .transpose()
             })
             .await?)
     }
@@ -176,6 +170,34 @@ impl ConfigStore for SqliteStore {
             .await?)
     }
 
+    async fn webhook_with_keys(
+        &self,
+        id: &WebhookId,
+    ) -> Result<Option<(Webhook, Option<SigningKeys>)>, StoreError> {
+        let id = id.to_string();
+        Ok(self
+            .read(move |conn| {
+                let found: Option<(String, Option<String>)> = conn
+                    .prepare_cached(
+                        "SELECT w.record, k.record FROM webhooks w
+                         LEFT JOIN signing_keys k ON k.org = w.org
+                         WHERE w.id = (SELECT ?1)",
+                    )?
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((webhook, keys)) = found else {
+                    return Ok(None);
+                };
+                let webhook = read(&webhook)?;
+                let keys = match (&webhook.secret, keys) {
+                    (None, Some(keys)) => Some(serde_json::from_str(&keys)?),
+                    _ => None,
+                };
+                Ok(Some((webhook, keys)))
+            })
+            .await?)
+    }
+
     async fn subscribers(
         &self,
         org: &OrgId,
@@ -185,20 +207,29 @@ impl ConfigStore for SqliteStore {
         let (org, project) = (org.to_string(), project.to_owned());
         Ok(self
             .read(move |conn| {
+                // Sorted here: with `ORDER BY`, SQLite would recompile the statement at each
+                // call (its plan depends on the bound organization).
                 let mut statement = conn.prepare_cached(
-                    "SELECT record FROM webhooks
-                     WHERE org = ?1 AND active AND (project = ?2 OR project IS NULL)
-                     ORDER BY id",
+                    "SELECT id, record FROM webhooks
+                     WHERE org = ?1 AND active AND (project = ?2 OR project IS NULL)",
                 )?;
-                let rows = statement.query_map(params![org, project], |r| r.get::<_, String>(0))?;
+                let rows = statement.query_map(params![org, project], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
                 let mut found = Vec::new();
-                for record in rows {
-                    let webhook = read(&record?)?;
+                for row in rows {
+                    let (id, record) = row?;
+                    found.push((id, record));
+                }
+                found.sort_unstable();
+                let mut webhooks = Vec::with_capacity(found.len());
+                for (_, record) in found {
+                    let webhook = read(&record)?;
                     if webhook.receives(&project, event_type) {
-                        found.push(webhook);
+                        webhooks.push(webhook);
                     }
                 }
-                Ok(found)
+                Ok(webhooks)
             })
             .await?)
     }

@@ -4,8 +4,10 @@
 //! The file runs in WAL mode with `synchronous = NORMAL`: a committed emit survives the
 //! process being killed at any point (it is in the write-ahead log before `emit` returns);
 //! only a power loss or OS crash can lose the last few commits. Writes go through one
-//! connection, reads through a few more (WAL lets them run beside the writer), all on tokio's
-//! blocking pool, so the async runtime never waits on the disk.
+//! connection on a thread of its own, which commits the writes that arrive together in one
+//! transaction (group commit: each write still atomic on its own, and answered only once
+//! committed); reads go through a few more connections on tokio's blocking pool (WAL lets
+//! them run beside the writer). The async runtime never waits on the disk.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -26,6 +28,7 @@
 mod config;
 mod queue;
 mod schema;
+mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -44,8 +47,8 @@ pub use schema::SCHEMA_VERSION;
 /// share behind an `Arc`.
 #[derive(Clone)]
 pub struct SqliteStore {
-    /// The one connection that writes.
-    conn: Arc<Mutex<Connection>>,
+    /// The one connection that writes, on a thread of its own that commits writes in groups.
+    writer: Arc<writer::Writer>,
     /// Read-only connections: a lookup never waits behind a write.
     readers: Arc<[Mutex<Connection>]>,
     /// Spreads reads over `readers` when all are busy.
@@ -105,18 +108,18 @@ impl SqliteStore {
     /// [`SqliteError::Open`], [`SqliteError::SchemaTooNew`], [`SqliteError::Migration`].
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
         let path = path.as_ref().to_path_buf();
+        // The writer creates and migrates the file before the readers open it.
+        let writer = writer::Writer::start(path.clone()).await?;
         let owned = path.clone();
-        let (conn, readers) = tokio::task::spawn_blocking(move || {
-            let conn = schema::open(&owned)?;
-            let readers = (0..READERS)
+        let readers = tokio::task::spawn_blocking(move || {
+            (0..READERS)
                 .map(|_| schema::open_reader(&owned).map(Mutex::new))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, SqliteError>((conn, readers))
+                .collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| SqliteError::Task(e.to_string()))??;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(writer),
             readers: readers.into(),
             next_reader: Arc::default(),
             path,
@@ -128,21 +131,14 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` on the connection, on the blocking pool.
+    /// Runs the write `f` atomically, committed with whatever other writes are waiting
+    /// (see `writer`).
     async fn call<T, F>(&self, f: F) -> Result<T, Failure>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Failure> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| Failure::Task(e.to_string()))?
+        self.writer.call(f).await
     }
 
     /// Runs the read-only `f` on a reader connection, on the blocking pool: a free one if
@@ -187,6 +183,8 @@ enum Failure {
     Corrupt(#[from] serde_json::Error),
     #[error("the SQLite task did not finish: {0}")]
     Task(String),
+    #[error("{0}")]
+    Write(String),
     #[error("delivery {0} is already queued")]
     DuplicateDelivery(crate::webhook::DeliveryId),
     #[error("webhook {0} already exists")]

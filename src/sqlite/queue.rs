@@ -1,12 +1,14 @@
-//! [`DeliveryQueue`] over SQLite. A claim is one `UPDATE … RETURNING` that moves due
-//! deliveries' `due_at` to the end of their lease; every settle is one transaction.
+//! [`DeliveryQueue`] over SQLite. Every write runs on the store's writer thread, atomically,
+//! committed together with the writes that arrive beside it (see `writer`). A claim looks at
+//! the first [`ClaimRequest::window`] due deliveries, lets the request choose, and moves the
+//! chosen ones' `due_at` to the end of their lease.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{from_micros, micros, parsed, Failure, SqliteStore};
 use crate::error::chain;
@@ -49,19 +51,19 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
     })
 }
 
-fn deliveries_of(tx: &Transaction<'_>, event: &str) -> Result<Vec<DeliveryRecord>, Failure> {
+fn deliveries_of(conn: &Connection, event: &str) -> Result<Vec<DeliveryRecord>, Failure> {
     let sql = format!(
         "SELECT {RECORD} FROM deliveries d JOIN events e ON e.id = d.event_id
          WHERE d.event_id = ?1 ORDER BY d.id"
     );
-    let mut statement = tx.prepare_cached(&sql)?;
+    let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map([event], record)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Records an attempt and counts it.
-fn log_attempt(tx: &Transaction<'_>, delivery: &str, attempt: &AttemptLog) -> Result<(), Failure> {
-    tx.prepare_cached(
+fn log_attempt(conn: &Connection, delivery: &str, attempt: &AttemptLog) -> Result<(), Failure> {
+    conn.prepare_cached(
         "INSERT INTO attempts
          (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -75,32 +77,32 @@ fn log_attempt(tx: &Transaction<'_>, delivery: &str, attempt: &AttemptLog) -> Re
         attempt.error_kind.map(AttemptErrorKind::as_str),
         attempt.error,
     ])?;
-    tx.prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1")?
+    conn.prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1")?
         .execute([delivery])?;
     Ok(())
 }
 
 /// Applies an attempt's effect on its webhook's health; returns (failing_since, recovered).
 fn apply_health(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     webhook: &str,
     health: Health,
     now: DateTime<Utc>,
 ) -> Result<(Option<DateTime<Utc>>, bool), Failure> {
     match health {
         Health::Failing => {
-            tx.prepare_cached(
+            conn.prepare_cached(
                 "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES (?1, ?2)
                  ON CONFLICT (webhook_id) DO NOTHING",
             )?
             .execute(params![webhook, micros(now)])?;
-            let since: i64 = tx
+            let since: i64 = conn
                 .prepare_cached("SELECT failing_since FROM endpoint_health WHERE webhook_id = ?1")?
                 .query_row([webhook], |r| r.get(0))?;
             Ok((Some(from_micros(since)), false))
         }
         Health::Healthy => {
-            let recovered = tx
+            let recovered = conn
                 .prepare_cached("DELETE FROM endpoint_health WHERE webhook_id = ?1")?
                 .execute([webhook])?
                 > 0;
@@ -115,18 +117,16 @@ impl DeliveryQueue for SqliteStore {
     async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError> {
         Ok(self
             .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let org = event.org.to_string();
                 if let Some(key) = &event.idempotency_key {
-                    let first: Option<String> = tx
-                        .query_row(
+                    let first: Option<String> = conn
+                        .prepare_cached(
                             "SELECT id FROM events WHERE org = ?1 AND idempotency_key = ?2",
-                            params![org, key],
-                            |r| r.get(0),
-                        )
+                        )?
+                        .query_row(params![org, key], |r| r.get(0))
                         .optional()?;
                     if let Some(first) = first {
-                        let deliveries = deliveries_of(&tx, &first)?;
+                        let deliveries = deliveries_of(conn, &first)?;
                         let event_id: EventId =
                             first.parse().map_err(|e: crate::webhook::BadId| {
                                 rusqlite::Error::FromSqlConversionFailure(
@@ -142,7 +142,7 @@ impl DeliveryQueue for SqliteStore {
                     }
                 }
                 let (event_id, at) = (event.id.to_string(), micros(event.created_at));
-                tx.prepare_cached(
+                conn.prepare_cached(
                     "INSERT INTO events
                      (id, org, project, event_type, payload, idempotency_key, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -157,7 +157,7 @@ impl DeliveryQueue for SqliteStore {
                     at
                 ])?;
                 {
-                    let mut insert = tx.prepare_cached(
+                    let mut insert = conn.prepare_cached(
                         "INSERT INTO deliveries
                          (id, event_id, webhook_id, url, status, due_at, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)
@@ -171,80 +171,66 @@ impl DeliveryQueue for SqliteStore {
                         }
                     }
                 }
-                tx.commit()?;
                 Ok(Enqueued::New)
             })
             .await?)
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError> {
-        let now = micros(request.now);
-        let until = micros(request.lease_until());
-        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
-        let skip = serde_json::to_string(
-            &request
-                .skip
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        )
-        .map_err(Failure::from)?;
-        // Most claims find nothing due: ask a reader first and leave the writer to emits
-        // and settles. A delivery enqueued just after the look wakes the worker again.
-        let probe = skip.clone();
-        let any_due = self
-            .read(move |conn| {
-                Ok(conn
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM deliveries
-                         WHERE status = 'pending' AND due_at <= ?1
-                           AND webhook_id NOT IN (SELECT value FROM json_each(?2)))",
-                    )?
-                    .query_row(params![now, probe], |r| r.get::<_, bool>(0))?)
-            })
-            .await?;
-        if !any_due {
-            return Ok(Vec::new());
-        }
+        let request = request.clone();
         let lease = LeaseId::random();
         Ok(self
             .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let claimed = tx
-                    .prepare_cached(
-                        "UPDATE deliveries SET due_at = ?1, lease = ?2
-                         WHERE id IN (
-                             SELECT id FROM deliveries
-                             WHERE status = 'pending' AND due_at <= ?3
-                               AND webhook_id NOT IN (SELECT value FROM json_each(?4))
-                             ORDER BY due_at LIMIT ?5)",
-                    )?
-                    .execute(params![until, lease.0, now, skip, limit])?;
-                let mut claims = Vec::with_capacity(claimed);
-                if claimed > 0 {
-                    let sql = format!(
-                        "SELECT {RECORD}, e.payload
-                         FROM deliveries d JOIN events e ON e.id = d.event_id
-                         WHERE d.lease = ?1 AND d.due_at = ?2 AND d.status = 'pending'"
-                    );
-                    let mut statement = tx.prepare_cached(&sql)?;
-                    let mut rows = statement.query(params![lease.0, until])?;
-                    // One copy of each event's payload, shared by its deliveries.
-                    let mut payloads: HashMap<EventId, Bytes> = HashMap::new();
+                let now = micros(request.now);
+                let until = micros(request.lease_until());
+                let window = i64::try_from(request.window()).unwrap_or(i64::MAX);
+                let mut candidates = Vec::new();
+                {
+                    let mut due = conn.prepare_cached(
+                        // `LIMIT (SELECT ?2)`, not `LIMIT ?2`: SQLite recompiles a statement
+                        // whose plan read a bound LIMIT each time it is bound again.
+                        "SELECT webhook_id, id FROM deliveries INDEXED BY deliveries_due
+                         WHERE status = 'pending' AND due_at <= ?1
+                         ORDER BY due_at LIMIT (SELECT ?2)",
+                    )?;
+                    let mut rows = due.query(params![now, window])?;
                     while let Some(row) = rows.next()? {
-                        let delivery = record(row)?;
-                        let payload = match payloads.get(&delivery.event_id) {
-                            Some(p) => p.clone(),
-                            None => {
-                                let p = Bytes::from(row.get::<_, Vec<u8>>(12)?);
-                                payloads.insert(delivery.event_id, p.clone());
-                                p
-                            }
-                        };
-                        claims.push(Claim::new(delivery, payload, lease));
+                        candidates.push((parsed(row, 0)?, row.get::<_, String>(1)?));
                     }
                 }
-                tx.commit()?;
+                let chosen = request.select(candidates);
+                let mut claims = Vec::with_capacity(chosen.len());
+                if chosen.is_empty() {
+                    return Ok(claims);
+                }
+                let mut take = conn.prepare_cached(
+                    "UPDATE deliveries SET due_at = ?1, lease = ?2 WHERE id = ?3",
+                )?;
+                // `(SELECT ?1)`: SQLite recompiles a join whose plan read a bound key, at
+                // every call; a scalar subquery keeps the plan (and the index) fixed.
+                let sql = format!(
+                    "SELECT {RECORD}, e.payload
+                     FROM deliveries d JOIN events e ON e.id = d.event_id
+                     WHERE d.id = (SELECT ?1)"
+                );
+                let mut read = conn.prepare_cached(&sql)?;
+                // One copy of each event's payload, shared by its deliveries.
+                let mut payloads: HashMap<EventId, Bytes> = HashMap::new();
+                for id in &chosen {
+                    take.execute(params![until, lease.0, id])?;
+                    let mut rows = read.query([id])?;
+                    let Some(row) = rows.next()? else { continue };
+                    let delivery = record(row)?;
+                    let payload = match payloads.get(&delivery.event_id) {
+                        Some(p) => p.clone(),
+                        None => {
+                            let p = Bytes::from(row.get::<_, Vec<u8>>(12)?);
+                            payloads.insert(delivery.event_id, p.clone());
+                            p
+                        }
+                    };
+                    claims.push(Claim::new(delivery, payload, lease));
+                }
                 Ok(claims)
             })
             .await?)
@@ -260,8 +246,7 @@ impl DeliveryQueue for SqliteStore {
         let id = delivery.to_string();
         Ok(self
             .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let found: Option<(String, String, Option<i64>)> = tx
+                let found: Option<(String, String, Option<i64>)> = conn
                     .prepare_cached(
                         "SELECT webhook_id, status, lease FROM deliveries WHERE id = ?1",
                     )?
@@ -273,9 +258,9 @@ impl DeliveryQueue for SqliteStore {
                 let held = held_by == Some(lease.0) && status == "pending";
                 let change = finish.transition(now);
                 if let Some(attempt) = finish.attempt() {
-                    log_attempt(&tx, &id, attempt)?;
+                    log_attempt(conn, &id, attempt)?;
                 }
-                let (failing_since, recovered) = apply_health(&tx, &webhook, change.health, now)?;
+                let (failing_since, recovered) = apply_health(conn, &webhook, change.health, now)?;
                 let report = if held {
                     FinishReport::held()
                 } else {
@@ -288,7 +273,7 @@ impl DeliveryQueue for SqliteStore {
                     _ => (true, None),
                 };
                 if change.attempted || held {
-                    tx.prepare_cached(
+                    conn.prepare_cached(
                         "UPDATE deliveries SET last_error = CASE WHEN ?2 THEN last_error ELSE ?3 END,
                              updated_at = ?4
                          WHERE id = ?1",
@@ -296,12 +281,11 @@ impl DeliveryQueue for SqliteStore {
                     .execute(params![id, keep, error, micros(now)])?;
                 }
                 if held {
-                    tx.prepare_cached(
+                    conn.prepare_cached(
                         "UPDATE deliveries SET status = ?2, due_at = ?3, lease = NULL WHERE id = ?1",
                     )?
                     .execute(params![id, change.status.as_str(), change.due.map(micros)])?;
                 }
-                tx.commit()?;
                 Ok(report)
             })
             .await?)

@@ -158,6 +158,7 @@ macro_rules! delivery_queue_conformance {
             release_and_abandon,
             settles_at_once_each_on_its_own,
             skips_webhooks_at_their_limit,
+            gives_each_webhook_at_most_its_room,
             idempotency_keys_return_the_first_event,
             lists_newest_first_with_filters_and_cursors,
             redelivers_keeping_id_and_attempts,

@@ -410,6 +410,31 @@ pub async fn skips_webhooks_at_their_limit<B: DeliveryQueue>(queue: Arc<B>) {
     assert_eq!(claims[0].delivery.webhook_id, free);
 }
 
+/// With a per-webhook cap, a claim gives each webhook at most its room (the cap less what
+/// the caller has busy), none to a webhook at its cap, oldest due first.
+pub async fn gives_each_webhook_at_most_its_room<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
+    let (a, b, c) = (WebhookId::new(), WebhookId::new(), WebhookId::new());
+    for at in 0..4 {
+        enqueue(queue, event(at, &[a])).await;
+    }
+    enqueue(queue, event(4, &[b, c])).await;
+    enqueue(queue, event(5, &[b])).await;
+    let busy = [(a, 1), (c, 2)].into_iter().collect();
+    let claims = queue
+        .claim(&ClaimRequest::new(t(10), LEASE, 10).per_webhook(2, busy))
+        .await
+        .expect("claim");
+    let got: Vec<WebhookId> = claims.iter().map(|c| c.delivery.webhook_id).collect();
+    assert_eq!(
+        got,
+        vec![a, b, b],
+        "room: one more of a (1 busy of 2), two of b, none of c (at its cap), oldest first"
+    );
+    let rest = claim(queue, 10, 10).await;
+    assert_eq!(rest.len(), 4, "room: what was left is still claimable");
+}
+
 /// A repeated idempotency key records nothing and returns the first event and its deliveries; keys are per organization.
 pub async fn idempotency_keys_return_the_first_event<B: DeliveryQueue>(queue: Arc<B>) {
     let queue = &*queue;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{BackendOperation, HostEvent, Worker};
+use super::{BackendOperation, EndpointSlot, HostEvent, Worker};
 use crate::delivery::retry::random_unit;
 use crate::delivery::{decide, AttemptResult, DeliveryOutcome};
 use crate::queue::{failing_too_long, Claim, Finish, Next};
@@ -12,8 +12,9 @@ use crate::webhook::{Webhook, WebhookStatus};
 impl Worker {
     /// Attempts one claimed delivery and settles it. Never fails: a backend error is reported
     /// as a [`HostEvent`] and the claim's lease runs out, so the delivery is tried again then
-    /// (a store that keeps failing is retried at the lease's pace, not in a loop).
-    pub(super) async fn attempt(&self, claim: Claim) {
+    /// (a store that keeps failing is retried at the lease's pace, not in a loop). `slot` is
+    /// given back as soon as the endpoint has answered.
+    pub(super) async fn attempt(&self, claim: Claim, slot: EndpointSlot) {
         let delivery = &claim.delivery;
         let found = match self
             .parts
@@ -54,6 +55,7 @@ impl Worker {
                 claim.payload.clone(),
             )
             .await;
+        drop(slot);
         let now = Utc::now();
         let decision = decide(
             &sent.result,

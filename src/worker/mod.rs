@@ -13,7 +13,7 @@ mod attempt;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -291,13 +291,13 @@ impl Drop for WorkerHandle {
 }
 
 /// One attempt in flight. However the attempt ends — settled, panicked, or cancelled by a
-/// hard stop — dropping this frees the endpoint's slot and the permit, so a panic can never
-/// leave an endpoint counted as busy for ever.
+/// hard stop — dropping this frees the permit and forgets the claim, so a panic can never
+/// leave a slot taken for ever.
 struct InFlight {
     worker: Worker,
     webhook: WebhookId,
     delivery: DeliveryId,
-    /// The attempt settled its claim (one lock for both, on the hot path).
+    /// The attempt settled its claim: nothing is left to return at a hard stop.
     settled: bool,
     _permit: OwnedSemaphorePermit,
 }
@@ -318,11 +318,25 @@ impl Drop for InFlight {
                 webhook_id: self.webhook,
             });
         }
+        if self.settled {
+            self.worker.busy().claims.remove(&self.delivery);
+        }
+    }
+}
+
+/// A request to one endpoint in flight, counted against the endpoint's limit. The attempt
+/// drops it as soon as the endpoint has answered — recording the outcome is the queue's
+/// work, not the endpoint's — and a panic or a hard stop drops it too.
+struct EndpointSlot {
+    busy: Arc<Mutex<Busy>>,
+    finished: Arc<Notify>,
+    webhook: WebhookId,
+}
+
+impl Drop for EndpointSlot {
+    fn drop(&mut self) {
         let limited = {
-            let mut busy = self.worker.busy();
-            if self.settled {
-                busy.claims.remove(&self.delivery);
-            }
+            let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(n) = busy.per_webhook.get_mut(&self.webhook) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -333,7 +347,7 @@ impl Drop for InFlight {
         };
         if limited {
             // Some webhook was left out of the last claim for being at its limit.
-            self.worker.finished.notify_one();
+            self.finished.notify_one();
         }
     }
 }
@@ -428,9 +442,7 @@ struct Worker {
 
 impl Worker {
     fn busy(&self) -> std::sync::MutexGuard<'_, Busy> {
-        self.busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn tell(&self, event: HostEvent) {
@@ -471,18 +483,13 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let skip: Vec<WebhookId> = {
+            let request = {
                 let mut busy = self.busy();
-                let skip: Vec<WebhookId> = busy
-                    .per_webhook
-                    .iter()
-                    .filter(|(_, n)| **n >= self.options.per_endpoint)
-                    .map(|(id, _)| *id)
-                    .collect();
-                busy.limited = !skip.is_empty();
-                skip
+                let request = ClaimRequest::new(Utc::now(), self.lease, permits.len())
+                    .per_webhook(self.options.per_endpoint, busy.per_webhook.clone());
+                busy.limited = !request.skip.is_empty();
+                request
             };
-            let request = ClaimRequest::new(Utc::now(), self.lease, permits.len()).skip(skip);
             let claims = match self.parts.queue.claim(&request).await {
                 Ok(claims) => claims,
                 Err(error) => {
@@ -521,6 +528,11 @@ impl Worker {
                     self.release(id, lease).await;
                     continue;
                 }
+                let slot = EndpointSlot {
+                    busy: self.busy.clone(),
+                    finished: self.finished.clone(),
+                    webhook,
+                };
                 let in_flight = InFlight {
                     worker: self.clone(),
                     webhook,
@@ -529,7 +541,7 @@ impl Worker {
                     _permit: permit,
                 };
                 tasks.spawn(async move {
-                    in_flight.worker.attempt(claim).await;
+                    in_flight.worker.attempt(claim, slot).await;
                     in_flight.settled();
                 });
             }
