@@ -452,6 +452,46 @@ async fn a_hard_stop_returns_claimed_deliveries_to_the_queue() {
     );
 }
 
+/// Claims that wait in the worker for a busy endpoint's slot go back to the queue at a stop,
+/// due at once rather than when their leases end.
+#[tokio::test]
+async fn claims_waiting_for_a_slot_return_to_the_queue_at_a_stop() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let slow = hook(&d, server.url("/slow")).await;
+    for n in 0..4 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(
+        options()
+            .per_endpoint(1)
+            .shutdown_grace(50 * MS)
+            .lease(Duration::from_secs(600)),
+    );
+    while server.requests("/slow").is_empty() {
+        tokio::time::sleep(5 * MS).await;
+    }
+    tokio::time::sleep(50 * MS).await;
+    assert_eq!(server.requests("/slow").len(), 1, "one request at a time");
+    worker.shutdown().await;
+    let records = d
+        .deliveries()
+        .list(&DeliveryQuery::new(slow))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(records.len(), 4);
+    for record in records {
+        assert_eq!(record.status, DeliveryStatus::Pending);
+        assert_eq!(record.attempts, 0);
+        assert!(
+            record.next_attempt_at.is_some_and(|t| t <= Utc::now()),
+            "due now, not at the end of its 10-minute lease: {:?}",
+            record.next_attempt_at
+        );
+    }
+}
+
 /// Sixteen webhooks, each with eight deliveries answered 410 at the same time: each webhook is
 /// disabled once and reported once (a read-check-write would report some twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,18 +11,18 @@
 
 mod attempt;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::{Sender, Waiters};
-use crate::queue::{ClaimRequest, DeliveryQueue, Finish, LeaseId};
+use crate::queue::{Claim, ClaimRequest, DeliveryQueue, Finish, LeaseId};
 use crate::store::ConfigStore;
 use crate::webhook::{DeliveryId, WebhookId};
 use crate::EventType;
@@ -417,6 +417,13 @@ pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle 
     }
 }
 
+/// Claims whose endpoint had no free slot, each with its permit and its lease's end, in
+/// the order they were claimed. Owned by the worker's loop.
+#[derive(Default)]
+struct Waiting {
+    claims: HashMap<WebhookId, VecDeque<(Claim, OwnedSemaphorePermit, DateTime<Utc>)>>,
+}
+
 /// What is in flight: per webhook, and the claims to return at a hard stop.
 #[derive(Debug, Default)]
 struct Busy {
@@ -468,28 +475,30 @@ impl Worker {
 
     async fn run(self, mut stopped: watch::Receiver<bool>, _running: Running) {
         let mut tasks = JoinSet::new();
+        let mut waiting = Waiting::default();
+        let mut spare: Vec<OwnedSemaphorePermit> = Vec::new();
         let arrivals = self.parts.queue.arrivals();
         loop {
             while tasks.try_join_next().is_some() {}
-            let first = tokio::select! {
-                permit = self.permits.clone().acquire_owned() => permit,
-                _ = stopped.changed() => break,
-            };
-            let Ok(first) = first else { break };
-            let mut permits = vec![first];
-            while permits.len() < self.options.batch.max(1) {
+            self.start_waiting(&mut waiting, &mut tasks);
+            while spare.len() < self.options.batch.max(1) {
                 match self.permits.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
+                    Ok(p) => spare.push(p),
                     Err(_) => break,
                 }
             }
-            let request = {
-                let mut busy = self.busy();
-                let request = ClaimRequest::new(Utc::now(), self.lease, permits.len())
-                    .per_webhook(self.options.per_endpoint, busy.per_webhook.clone());
-                busy.limited = !request.skip.is_empty();
-                request
-            };
+            if spare.is_empty() {
+                tokio::select! {
+                    permit = self.permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => spare.push(permit),
+                        Err(_) => break,
+                    },
+                    _ = self.finished.notified() => {}
+                    _ = stopped.changed() => break,
+                }
+                continue;
+            }
+            let request = self.claim_request(&waiting, spare.len());
             let claims = match self.parts.queue.claim(&request).await {
                 Ok(claims) => claims,
                 Err(error) => {
@@ -497,56 +506,173 @@ impl Worker {
                     Vec::new()
                 }
             };
-            if claims.is_empty() {
-                drop(permits);
-                tokio::select! {
-                    _ = self.parts.wake.notified() => {}
-                    _ = self.finished.notified() => {}
-                    _ = arrived(arrivals.as_deref()) => {}
-                    _ = tokio::time::sleep(self.options.poll_interval) => {}
-                    _ = stopped.changed() => break,
-                }
+            let full = claims.len() >= request.limit;
+            let found = !claims.is_empty();
+            for claim in claims {
+                let Some(permit) = spare.pop() else { break };
+                self.admit(
+                    claim,
+                    permit,
+                    request.lease_until(),
+                    &mut waiting,
+                    &mut tasks,
+                )
+                .await;
+            }
+            if found {
                 continue;
             }
-            for claim in claims {
-                let Some(permit) = permits.pop() else { break };
-                let (id, lease, webhook) =
-                    (claim.delivery.id, claim.lease, claim.delivery.webhook_id);
-                let admitted = {
-                    let mut busy = self.busy();
-                    let n = busy.per_webhook.entry(webhook).or_insert(0);
-                    if *n < self.options.per_endpoint {
-                        *n += 1;
-                        busy.claims.insert(id, lease);
-                        true
-                    } else {
-                        busy.limited = true;
-                        false
+            // What the claim left out, and whether it came back full: when a slot frees and
+            // neither changed, a claim could find nothing new, and is not made.
+            let skipped = request.skip;
+            // Nothing to claim: wait for new work, a freed slot that changes what a claim
+            // may take, the poll interval, or the stop.
+            loop {
+                tokio::select! {
+                    _ = self.parts.wake.notified() => break,
+                    _ = arrived(arrivals.as_deref()) => break,
+                    _ = tokio::time::sleep(self.options.poll_interval) => break,
+                    _ = stopped.changed() => {
+                        return self.stop(tasks, waiting).await;
                     }
-                };
-                if !admitted {
-                    self.release(id, lease).await;
-                    continue;
+                    _ = self.finished.notified() => {
+                        while tasks.try_join_next().is_some() {}
+                        self.start_waiting(&mut waiting, &mut tasks);
+                        let skip = self.claim_request(&waiting, 1).skip;
+                        if full || skipped != skip {
+                            break;
+                        }
+                    }
                 }
-                let slot = EndpointSlot {
-                    busy: self.busy.clone(),
-                    finished: self.finished.clone(),
-                    webhook,
-                };
-                let in_flight = InFlight {
-                    worker: self.clone(),
-                    webhook,
-                    delivery: id,
-                    settled: false,
-                    _permit: permit,
-                };
-                tasks.spawn(async move {
-                    in_flight.worker.attempt(claim, slot).await;
-                    in_flight.settled();
-                });
             }
         }
-        self.stop(tasks).await;
+        self.stop(tasks, waiting).await;
+    }
+
+    /// What the next claim asks for: up to `limit`, each webhook up to twice its endpoint
+    /// limit counting what is in flight and waiting, and none for a webhook still more than
+    /// three quarters full (so a busy endpoint is claimed for in batches, not one by one).
+    fn claim_request(&self, waiting: &Waiting, limit: usize) -> ClaimRequest {
+        let per_endpoint = self.options.per_endpoint.max(1);
+        let cap = per_endpoint.saturating_mul(2);
+        let refill_at = cap.saturating_sub(per_endpoint.div_ceil(2));
+        let mut busy = self.busy();
+        let mut held = busy.per_webhook.clone();
+        for (webhook, queue) in &waiting.claims {
+            *held.entry(*webhook).or_insert(0) += queue.len();
+        }
+        let mut skip: Vec<WebhookId> = held
+            .iter()
+            .filter(|(_, n)| **n > refill_at)
+            .map(|(w, _)| *w)
+            .collect();
+        skip.sort_unstable();
+        busy.limited = !skip.is_empty() || !waiting.claims.is_empty();
+        ClaimRequest::new(Utc::now(), self.lease, limit)
+            .skip(skip)
+            .per_webhook(cap, held)
+    }
+
+    /// Starts a claim if its endpoint has a free slot, keeps it waiting for one if the
+    /// endpoint's queue has room, and returns it otherwise.
+    async fn admit(
+        &self,
+        claim: Claim,
+        permit: OwnedSemaphorePermit,
+        lease_until: DateTime<Utc>,
+        waiting: &mut Waiting,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let webhook = claim.delivery.webhook_id;
+        let queued = waiting.claims.get(&webhook).map_or(0, VecDeque::len);
+        if queued == 0 && self.take_slot(webhook) {
+            return self.spawn_attempt(claim, permit, tasks);
+        }
+        if queued < self.options.per_endpoint.max(1) {
+            // A slot freeing up must wake the loop to start it.
+            self.busy().limited = true;
+            waiting
+                .claims
+                .entry(webhook)
+                .or_default()
+                .push_back((claim, permit, lease_until));
+            return;
+        }
+        self.release(claim.delivery.id, claim.lease).await;
+    }
+
+    /// Starts the waiting claims whose endpoints have a free slot. A claim whose lease would
+    /// run out before its request could time out goes back to the queue instead.
+    fn start_waiting(&self, waiting: &mut Waiting, tasks: &mut JoinSet<()>) {
+        let margin = chrono::Duration::from_std(self.parts.sender.request_timeout())
+            .unwrap_or(chrono::Duration::MAX);
+        let webhooks: Vec<WebhookId> = waiting.claims.keys().copied().collect();
+        for webhook in webhooks {
+            while let Some(queue) = waiting.claims.get_mut(&webhook) {
+                if queue.is_empty() || !self.take_slot(webhook) {
+                    break;
+                }
+                let Some((claim, permit, lease_until)) = queue.pop_front() else {
+                    break;
+                };
+                if lease_until.signed_duration_since(Utc::now()) > margin {
+                    self.spawn_attempt(claim, permit, tasks);
+                } else {
+                    self.give_slot_back(webhook);
+                    let worker = self.clone();
+                    let (id, lease) = (claim.delivery.id, claim.lease);
+                    tasks.spawn(async move {
+                        worker.release(id, lease).await;
+                        drop(permit);
+                    });
+                }
+            }
+            if waiting.claims.get(&webhook).is_some_and(VecDeque::is_empty) {
+                waiting.claims.remove(&webhook);
+            }
+        }
+    }
+
+    /// Takes one of `webhook`'s endpoint slots if one is free.
+    fn take_slot(&self, webhook: WebhookId) -> bool {
+        let mut busy = self.busy();
+        let n = busy.per_webhook.entry(webhook).or_insert(0);
+        if *n < self.options.per_endpoint.max(1) {
+            *n += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn give_slot_back(&self, webhook: WebhookId) {
+        drop(EndpointSlot {
+            busy: self.busy.clone(),
+            finished: self.finished.clone(),
+            webhook,
+        });
+    }
+
+    /// Runs the attempt of `claim`, whose endpoint slot is taken, as a task of `tasks`.
+    fn spawn_attempt(&self, claim: Claim, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>) {
+        let (id, webhook) = (claim.delivery.id, claim.delivery.webhook_id);
+        self.busy().claims.insert(id, claim.lease);
+        let slot = EndpointSlot {
+            busy: self.busy.clone(),
+            finished: self.finished.clone(),
+            webhook,
+        };
+        let in_flight = InFlight {
+            worker: self.clone(),
+            webhook,
+            delivery: id,
+            settled: false,
+            _permit: permit,
+        };
+        tasks.spawn(async move {
+            in_flight.worker.attempt(claim, slot).await;
+            in_flight.settled();
+        });
     }
 
     async fn release(&self, id: DeliveryId, lease: LeaseId) {
@@ -561,9 +687,13 @@ impl Worker {
         }
     }
 
-    /// Lets attempts in flight finish within the grace, then cancels the rest and returns
-    /// their deliveries to the queue.
-    async fn stop(&self, mut tasks: JoinSet<()>) {
+    /// Returns the claims still waiting for a slot, lets attempts in flight finish within the
+    /// grace, then cancels the rest and returns their deliveries to the queue.
+    async fn stop(&self, mut tasks: JoinSet<()>, waiting: Waiting) {
+        for (claim, permit, _) in waiting.claims.into_values().flatten() {
+            self.release(claim.delivery.id, claim.lease).await;
+            drop(permit);
+        }
         let grace = self.options.shutdown_grace;
         let drained =
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
