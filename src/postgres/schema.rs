@@ -316,12 +316,13 @@ impl Statements {
             deliveries_of_event: r("SELECT {RECORD}
                 FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
                 WHERE d.event_id = $1 ORDER BY d.id"),
-            // The first `$6` due deliveries (the request's window, as locked rows nobody
-            // else holds), of which each webhook gives at most its room: `$9` minus what the
+            // The first `$6` due deliveries of the webhooks not skipped (`$2`; the request's
+            // window, as locked rows nobody else holds), of which each webhook gives at most
+            // its room: `$9` minus what the
             // caller has busy (`$7`/`$8`), none when skipped (`$2`); at most `$3` in all.
             claim: r("WITH candidates AS (
                     SELECT id, webhook_id, due_at FROM {s}.deliveries
-                    WHERE status = 'pending' AND due_at <= $1
+                    WHERE status = 'pending' AND due_at <= $1 AND webhook_id <> ALL($2)
                     ORDER BY due_at LIMIT $6
                     FOR UPDATE SKIP LOCKED),
                 ranked AS (

@@ -1,6 +1,8 @@
 //! [`MemoryQueue`]: the delivery queue in the process's memory.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -125,33 +127,48 @@ impl State {
         }
     }
 
-    /// The deliveries `request` claims: oldest due first over the webhooks it may take from.
-    /// Webhooks are visited by their earliest due time; once `limit` of them gave candidates,
+    /// The deliveries `request` claims: oldest due first over the webhooks it may take from,
+    /// merging each webhook's due index (a heap holds every eligible webhook's next one).
+    /// Webhooks are visited by their earliest due time; once `limit` of them are in the heap,
     /// no later one can hold a delivery due earlier than those.
     fn due_for(&self, request: &ClaimRequest) -> Vec<DeliveryId> {
-        let mut candidates: Vec<(DateTime<Utc>, DeliveryId, WebhookId)> = Vec::new();
-        let mut visited = 0;
+        type Next = Reverse<(DateTime<Utc>, DeliveryId, WebhookId)>;
+        let mut heap: BinaryHeap<Next> = BinaryHeap::new();
         for (head, webhook) in &self.heads {
-            if *head > request.now || visited >= request.limit {
+            if *head > request.now || heap.len() >= request.limit {
                 break;
             }
-            let room = request.room(webhook).min(request.limit);
-            if room == 0 {
+            if request.room(webhook) == 0 {
                 continue;
             }
-            visited += 1;
-            let Some(set) = self.due.get(webhook) else {
-                continue;
-            };
-            candidates.extend(
-                set.iter()
-                    .take_while(|(at, _)| *at <= request.now)
-                    .take(room)
-                    .map(|(at, id)| (*at, *id, *webhook)),
-            );
+            if let Some((at, id)) = self.due.get(webhook).and_then(BTreeSet::first) {
+                heap.push(Reverse((*at, *id, *webhook)));
+            }
         }
-        candidates.sort_unstable();
-        request.select(candidates.into_iter().map(|(_, id, webhook)| (webhook, id)))
+        let mut taken: HashMap<WebhookId, usize> = HashMap::new();
+        let mut chosen = Vec::with_capacity(request.limit.min(heap.len() * 4));
+        while chosen.len() < request.limit {
+            let Some(Reverse((at, id, webhook))) = heap.pop() else {
+                break;
+            };
+            if at > request.now {
+                continue;
+            }
+            chosen.push(id);
+            let count = taken.entry(webhook).or_insert(0);
+            *count += 1;
+            if *count >= request.room(&webhook) {
+                continue;
+            }
+            let next = self.due.get(&webhook).and_then(|set| {
+                set.range((Bound::Excluded((at, id)), Bound::Unbounded))
+                    .next()
+            });
+            if let Some((at, id)) = next {
+                heap.push(Reverse((*at, *id, webhook)));
+            }
+        }
+        chosen
     }
 
     /// Marks a delivery settled, and drops the oldest settled ones beyond `keep`.

@@ -18,7 +18,7 @@ use crate::queue::{
     DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, Health, LastError, LeaseId,
     NewEvent, QueueError,
 };
-use crate::webhook::{DeliveryId, EventId};
+use crate::webhook::{DeliveryId, EventId, WebhookId};
 
 impl From<Failure> for QueueError {
     fn from(failure: Failure) -> Self {
@@ -112,6 +112,75 @@ fn apply_health(
     }
 }
 
+/// The deliveries `request` claims, oldest due first. The first [`ClaimRequest::window`] due
+/// rows usually hold them. When those are all taken up by webhooks at their cap, the earliest
+/// due rows of every webhook with pending deliveries are looked at too (an index probe per
+/// webhook), so an endpoint at its limit with a deep backlog cannot hide the others' work.
+fn choose(conn: &Connection, request: &ClaimRequest) -> Result<Vec<String>, Failure> {
+    let now = micros(request.now);
+    let window = request.window();
+    let mut candidates: Vec<(i64, String, WebhookId)> = Vec::new();
+    {
+        // `LIMIT (SELECT ?2)`, not `LIMIT ?2`: SQLite recompiles a statement whose plan read a
+        // bound LIMIT each time it is bound again.
+        let mut due = conn.prepare_cached(
+            "SELECT due_at, id, webhook_id FROM deliveries INDEXED BY deliveries_due
+             WHERE status = 'pending' AND due_at <= ?1
+             ORDER BY due_at LIMIT (SELECT ?2)",
+        )?;
+        let mut rows = due.query(params![now, i64::try_from(window).unwrap_or(i64::MAX)])?;
+        while let Some(row) = rows.next()? {
+            candidates.push((row.get(0)?, row.get(1)?, parsed(row, 2)?));
+        }
+    }
+    let pick = |candidates: &[(i64, String, WebhookId)]| {
+        request.select(candidates.iter().map(|(_, id, w)| (*w, id.clone())))
+    };
+    let chosen = pick(&candidates);
+    if chosen.len() >= request.limit || candidates.len() < window {
+        return Ok(chosen);
+    }
+    let mut webhooks = Vec::new();
+    {
+        let mut distinct = conn.prepare_cached(
+            "WITH RECURSIVE hooks(w) AS (
+                 SELECT (SELECT min(webhook_id) FROM deliveries WHERE status = 'pending')
+                 UNION ALL
+                 SELECT (SELECT min(webhook_id) FROM deliveries
+                         WHERE status = 'pending' AND webhook_id > hooks.w)
+                 FROM hooks WHERE hooks.w IS NOT NULL)
+             SELECT w FROM hooks WHERE w IS NOT NULL",
+        )?;
+        let mut rows = distinct.query([])?;
+        while let Some(row) = rows.next()? {
+            webhooks.push(parsed::<WebhookId>(row, 0)?);
+        }
+    }
+    let mut earliest = conn.prepare_cached(
+        "SELECT due_at, id FROM deliveries
+         WHERE webhook_id = (SELECT ?1) AND status = 'pending' AND due_at <= ?2
+         ORDER BY due_at LIMIT (SELECT ?3)",
+    )?;
+    let known: std::collections::HashSet<String> =
+        candidates.iter().map(|(_, id, _)| id.clone()).collect();
+    for webhook in webhooks {
+        let room = request.room(&webhook).min(request.limit);
+        if room == 0 {
+            continue;
+        }
+        let room = i64::try_from(room).unwrap_or(i64::MAX);
+        let mut rows = earliest.query(params![webhook.to_string(), now, room])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(1)?;
+            if !known.contains(&id) {
+                candidates.push((row.get(0)?, id, webhook));
+            }
+        }
+    }
+    candidates.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(pick(&candidates))
+}
+
 #[async_trait]
 impl DeliveryQueue for SqliteStore {
     async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError> {
@@ -181,24 +250,8 @@ impl DeliveryQueue for SqliteStore {
         let lease = LeaseId::random();
         Ok(self
             .call(move |conn| {
-                let now = micros(request.now);
                 let until = micros(request.lease_until());
-                let window = i64::try_from(request.window()).unwrap_or(i64::MAX);
-                let mut candidates = Vec::new();
-                {
-                    let mut due = conn.prepare_cached(
-                        // `LIMIT (SELECT ?2)`, not `LIMIT ?2`: SQLite recompiles a statement
-                        // whose plan read a bound LIMIT each time it is bound again.
-                        "SELECT webhook_id, id FROM deliveries INDEXED BY deliveries_due
-                         WHERE status = 'pending' AND due_at <= ?1
-                         ORDER BY due_at LIMIT (SELECT ?2)",
-                    )?;
-                    let mut rows = due.query(params![now, window])?;
-                    while let Some(row) = rows.next()? {
-                        candidates.push((parsed(row, 0)?, row.get::<_, String>(1)?));
-                    }
-                }
-                let chosen = request.select(candidates);
+                let chosen = choose(conn, &request)?;
                 let mut claims = Vec::with_capacity(chosen.len());
                 if chosen.is_empty() {
                     return Ok(claims);

@@ -87,8 +87,13 @@ WHERE json_type(record, '$.headers') = 'object';
     r"
 -- A claim reads the first due deliveries from the index alone (webhook and id included), so
 -- its cost does not grow with the queue.
+DROP INDEX IF EXISTS deliveries_pending_by_webhook;
 DROP INDEX IF EXISTS deliveries_due;
 CREATE INDEX deliveries_due ON deliveries (due_at, webhook_id, id) WHERE status = 'pending';
+-- Which webhooks have pending deliveries, and each one's earliest: for a claim that must
+-- look past webhooks at their limit.
+CREATE INDEX deliveries_pending_by_webhook ON deliveries (webhook_id, due_at)
+    WHERE status = 'pending';
 ",
 ];
 

@@ -435,6 +435,26 @@ pub async fn gives_each_webhook_at_most_its_room<B: DeliveryQueue>(queue: Arc<B>
     assert_eq!(rest.len(), 4, "room: what was left is still claimable");
 }
 
+/// A webhook left out of a claim cannot hide another's deliveries behind its own, however
+/// many of its own are due first.
+pub async fn a_skipped_webhooks_backlog_hides_no_other<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
+    let (busy, other) = (WebhookId::new(), WebhookId::new());
+    let backlog = [busy; 100];
+    enqueue(queue, event(0, &backlog)).await;
+    enqueue(queue, event(1, &[other])).await;
+    let claims = queue
+        .claim(&ClaimRequest::new(t(10), LEASE, 4).skip(vec![busy]))
+        .await
+        .expect("claim");
+    let got: Vec<WebhookId> = claims.iter().map(|c| c.delivery.webhook_id).collect();
+    assert_eq!(
+        got,
+        vec![other],
+        "backlog: the other webhook's delivery is found"
+    );
+}
+
 /// A repeated idempotency key records nothing and returns the first event and its deliveries; keys are per organization.
 pub async fn idempotency_keys_return_the_first_event<B: DeliveryQueue>(queue: Arc<B>) {
     let queue = &*queue;
