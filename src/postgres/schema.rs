@@ -317,25 +317,29 @@ impl Statements {
                 FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
                 WHERE d.event_id = $1 ORDER BY d.id"),
             // The first `$6` due deliveries of the webhooks not skipped (`$2`; the request's
-            // window, as locked rows nobody else holds), of which each webhook gives at most
-            // its room: `$9` minus what the
-            // caller has busy (`$7`/`$8`), none when skipped (`$2`); at most `$3` in all.
+            // window), of which each webhook gives at most its room: `$9` minus what the
+            // caller has busy (`$7`/`$8`); at most `$3` in all. Only the chosen rows are
+            // locked, skipping any another worker is claiming right now; a row claimed since
+            // the window was read is checked again when locked and is no longer due.
             claim: r("WITH candidates AS (
                     SELECT id, webhook_id, due_at FROM {s}.deliveries
                     WHERE status = 'pending' AND due_at <= $1 AND webhook_id <> ALL($2)
-                    ORDER BY due_at LIMIT $6
-                    FOR UPDATE SKIP LOCKED),
+                    ORDER BY due_at LIMIT $6),
                 ranked AS (
                     SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id
                                                    ORDER BY c.due_at, c.id) AS n
                     FROM candidates c),
-                due AS (
-                    SELECT r.id, r.due_at AS was_due FROM ranked r
+                chosen AS (
+                    SELECT r.id FROM ranked r
                     LEFT JOIN unnest($7::text[], $8::bigint[]) AS b(webhook_id, busy)
                         ON b.webhook_id = r.webhook_id
-                    WHERE r.webhook_id <> ALL($2)
-                      AND ($9::bigint IS NULL OR r.n + coalesce(b.busy, 0) <= $9)
+                    WHERE $9::bigint IS NULL OR r.n + coalesce(b.busy, 0) <= $9
                     ORDER BY r.due_at, r.id LIMIT $3),
+                due AS (
+                    SELECT l.id, l.due_at AS was_due FROM {s}.deliveries l
+                    WHERE l.id IN (SELECT id FROM chosen)
+                      AND l.status = 'pending' AND l.due_at <= $1
+                    FOR UPDATE SKIP LOCKED),
                 d AS (
                     UPDATE {s}.deliveries u SET due_at = $4, lease = $5
                     FROM due WHERE u.id = due.id
