@@ -3,6 +3,8 @@
 //! two processes' worth at once), clear errors, transactional emit, wake-ups across stores,
 //! and grouped settles. Needs `DATAOPS_WEBHOOKS_TEST_POSTGRES` (CI sets it); skips with a message without.
 
+#[path = "common/events.rs"]
+mod events;
 #[path = "common/flaky.rs"]
 mod flaky;
 #[path = "common/pg.rs"]
@@ -24,6 +26,7 @@ use dataops_webhooks::webhook::{DeliveryId, NewWebhook, OrgId, Scope, WebhookId}
 use dataops_webhooks::{
     AttemptResult, ConfigStore, Dispatcher, Emit, EventType, WebhookDispatcher, WorkerOptions,
 };
+use events::six_events;
 use flaky::Flaky;
 use pg::TestSchema;
 
@@ -484,24 +487,6 @@ async fn settles_without_a_connection_fail_clearly_and_write_nothing() {
     }
 }
 
-/// Six events with one delivery each; the fourth reuses the delivery id of `taken`.
-fn six_events(taken: DeliveryId) -> Vec<NewEvent> {
-    (0..6)
-        .map(|i| {
-            let mut event = NewEvent::new(
-                OrgId::new("acme"),
-                "p",
-                EventType::DatasetComplete,
-                Bytes::from_static(br#"{"event":"dataset-complete"}"#),
-                Utc::now(),
-            );
-            let id = if i == 3 { taken } else { DeliveryId::new() };
-            event.deliveries = vec![NewDelivery::new(id, WebhookId::new(), "http://h/")];
-            event
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emits_arriving_together_share_a_transaction_and_one_refusal_holds_back_none() {
     let Some(schema) = TestSchema::new("emit_group") else {
@@ -522,7 +507,7 @@ async fn emits_arriving_together_share_a_transaction_and_one_refusal_holds_back_
             s = schema.name
         ))
         .await;
-    let first = six_events(DeliveryId::new());
+    let first = six_events(None);
     let taken = first[0].deliveries[0].id;
     let emit_all = |events: Vec<NewEvent>| {
         let store = store.clone();
@@ -547,7 +532,7 @@ async fn emits_arriving_together_share_a_transaction_and_one_refusal_holds_back_
         let events = if round == 0 {
             first.clone()
         } else {
-            six_events(DeliveryId::new())
+            six_events(None)
         };
         let before = schema
             .number(&format!(
@@ -575,7 +560,7 @@ async fn emits_arriving_together_share_a_transaction_and_one_refusal_holds_back_
     );
 
     // One emit reuses a delivery id: it alone is refused, as a conflict.
-    let results = emit_all(six_events(taken)).await;
+    let results = emit_all(six_events(Some(taken))).await;
     for (i, result) in results.iter().enumerate() {
         if i == 3 {
             assert!(

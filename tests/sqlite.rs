@@ -1,23 +1,22 @@
 //! The SQLite backend (the conformance suites run in `tests/conformance.rs`): migrations,
 //! deliveries surviving a restart, and writers sharing one file.
 
+#[path = "common/events.rs"]
+mod events;
 #[path = "common/flaky.rs"]
 mod flaky;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use chrono::Utc;
 use dataops_webhooks::event::{Dataset, Event};
-use dataops_webhooks::queue::{
-    DeliveryQuery, DeliveryQueue, DeliveryStatus, NewDelivery, NewEvent, QueueError,
-};
+use dataops_webhooks::queue::{DeliveryQuery, DeliveryQueue, DeliveryStatus, QueueError};
 use dataops_webhooks::retry::RetryPolicy;
 use dataops_webhooks::sqlite::{SqliteError, SqliteStore, SCHEMA_VERSION};
 use dataops_webhooks::transport::guard::AddressPolicy;
-use dataops_webhooks::webhook::{DeliveryId, NewWebhook, OrgId, Scope, WebhookId};
-use dataops_webhooks::{Dispatcher, Emit, EventType, HostEvent, WebhookDispatcher, WorkerOptions};
+use dataops_webhooks::webhook::{NewWebhook, Scope};
+use dataops_webhooks::{Dispatcher, Emit, HostEvent, WebhookDispatcher, WorkerOptions};
+use events::six_events;
 use flaky::Flaky;
 
 #[tokio::test]
@@ -206,24 +205,6 @@ async fn concurrent_writers_on_one_file_wait_for_the_lock_instead_of_failing() {
         expected,
         "each delivery sent once (a settle that failed would send it again)"
     );
-}
-
-/// Six events with one delivery each; the fourth reuses the delivery id `taken`.
-fn six_events(taken: Option<DeliveryId>) -> Vec<NewEvent> {
-    (0..6)
-        .map(|i| {
-            let mut event = NewEvent::new(
-                OrgId::new("acme"),
-                "p",
-                EventType::DatasetComplete,
-                Bytes::from_static(br#"{"event":"dataset-complete"}"#),
-                Utc::now(),
-            );
-            let id = taken.filter(|_| i == 3).unwrap_or_default();
-            event.deliveries = vec![NewDelivery::new(id, WebhookId::new(), "http://h/")];
-            event
-        })
-        .collect()
 }
 
 /// Writes that arrive together are committed together, each atomic on its own: one that is
