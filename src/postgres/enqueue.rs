@@ -8,7 +8,7 @@
 //! runs again in a transaction of its own: one bad emit never fails the others.
 
 use super::error::Failure;
-use super::group::{Group, Reply};
+use super::group::{self, Group, Reply};
 use super::queue::{enqueue_on, Conn};
 use super::PostgresStore;
 use crate::queue::{Enqueued, NewEvent, QueueError};
@@ -30,35 +30,24 @@ impl PostgresStore {
     }
 
     async fn enqueue_batch(&self, batch: Vec<(NewEvent, Reply<Enqueued>)>) {
-        if batch.len() > 1 {
+        let error = |f| self.queue_error(f);
+        let batch = if batch.len() > 1 {
             let events: Vec<&NewEvent> = batch.iter().map(|(e, _)| e).collect();
             match self.enqueue_many(&events).await {
                 Ok(results) => {
-                    for ((_, reply), result) in batch.into_iter().zip(results) {
-                        let _ = reply.send(Ok(result));
-                    }
-                    return;
+                    return group::answer(batch, results.into_iter().map(Ok).collect(), error);
                 }
-                // Refused by the database: rolled back, so each can run again on its own.
-                Err(Failure::Db(e)) if e.code().is_some() => {}
-                Err(failure) => {
-                    let sent = !matches!(failure, Failure::Pool(_));
-                    let message = crate::error::chain(&failure);
-                    for (_, reply) in batch {
-                        let failure = if sent {
-                            Failure::Interrupted(message.clone())
-                        } else {
-                            Failure::NoConnection(message.clone())
-                        };
-                        let _ = reply.send(Err(self.queue_error(failure)));
-                    }
-                    return;
-                }
+                Err(failure) => match group::failed(batch, failure, error) {
+                    Some(batch) => batch,
+                    None => return,
+                },
             }
-        }
+        } else {
+            batch
+        };
         for (event, reply) in batch {
             let result = self.enqueue_one(&event).await;
-            let _ = reply.send(result.map_err(|f| self.queue_error(f)));
+            let _ = reply.send(result.map_err(error));
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
+use super::error::Failure;
 use crate::queue::QueueError;
 
 /// Where one write's result goes.
@@ -63,4 +64,41 @@ impl<T: Send + 'static, R: Send + 'static> Group<T, R> {
             }
         }
     }
+}
+
+/// Answers each write of a group with its own result, in order.
+pub(super) fn answer<T, R>(
+    batch: Vec<(T, Reply<R>)>,
+    results: Vec<Result<R, Failure>>,
+    error: impl Fn(Failure) -> QueueError,
+) {
+    for ((_, reply), result) in batch.into_iter().zip(results) {
+        let _ = reply.send(result.map_err(&error));
+    }
+}
+
+/// A group whose transaction failed. When the database refused it, it rolled back and nothing
+/// was written: the batch comes back, for each write to run again on its own (one bad write
+/// never fails the others). When there was no connection (nothing was sent; one by one, each
+/// would wait for the pool again) or it was lost halfway (running them again could write some
+/// twice), every caller hears why and `None` is returned.
+pub(super) fn failed<T, R>(
+    batch: Vec<(T, Reply<R>)>,
+    failure: Failure,
+    error: impl Fn(Failure) -> QueueError,
+) -> Option<Vec<(T, Reply<R>)>> {
+    if matches!(&failure, Failure::Db(e) if e.code().is_some()) {
+        return Some(batch);
+    }
+    let sent = !matches!(failure, Failure::Pool(_));
+    let message = crate::error::chain(&failure);
+    for (_, reply) in batch {
+        let failure = if sent {
+            Failure::Interrupted(message.clone())
+        } else {
+            Failure::NoConnection(message.clone())
+        };
+        let _ = reply.send(Err(error(failure)));
+    }
+    None
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::error::Failure;
-use super::group::{Group, Reply};
+use super::group::{self, Group, Reply};
 use super::PostgresStore;
 use crate::queue::{Finish, FinishReport, LastError, LeaseId, QueueError};
 use crate::webhook::DeliveryId;
@@ -101,36 +101,19 @@ impl PostgresStore {
     }
 
     async fn settle_batch(&self, batch: Vec<(Settle, Reply<FinishReport>)>) {
-        if batch.len() > 1 {
+        let error = |f| self.queue_error(f);
+        let batch = if batch.len() > 1 {
             let settles: Vec<&Settle> = batch.iter().map(|(s, _)| s).collect();
             match self.settle_many(&settles).await {
-                Ok(reports) => {
-                    for ((_, reply), report) in batch.into_iter().zip(reports) {
-                        let _ = reply.send(report.map_err(|f| self.queue_error(f)));
-                    }
-                    return;
-                }
-                // Refused by the database: the transaction rolled back, so every settle
-                // can run again on its own.
-                Err(Failure::Db(e)) if e.code().is_some() => {}
-                // No connection (nothing was sent; one by one, each would wait for the
-                // pool again), or lost halfway (running them again could record attempts
-                // twice): every caller hears why.
-                Err(failure) => {
-                    let sent = !matches!(failure, Failure::Pool(_));
-                    let message = crate::error::chain(&failure);
-                    for (_, reply) in batch {
-                        let failure = if sent {
-                            Failure::Interrupted(message.clone())
-                        } else {
-                            Failure::NoConnection(message.clone())
-                        };
-                        let _ = reply.send(Err(self.queue_error(failure)));
-                    }
-                    return;
-                }
+                Ok(reports) => return group::answer(batch, reports, error),
+                Err(failure) => match group::failed(batch, failure, error) {
+                    Some(batch) => batch,
+                    None => return,
+                },
             }
-        }
+        } else {
+            batch
+        };
         for (settle, reply) in batch {
             let _ = reply.send(self.settle_one(&settle).await);
         }
