@@ -609,22 +609,25 @@ impl Worker {
         let webhooks: Vec<WebhookId> = waiting.claims.keys().copied().collect();
         for webhook in webhooks {
             while let Some(queue) = waiting.claims.get_mut(&webhook) {
-                if queue.is_empty() || !self.take_slot(webhook) {
-                    break;
-                }
-                let Some((claim, permit, lease_until)) = queue.pop_front() else {
+                let Some((_, _, lease_until)) = queue.front() else {
                     break;
                 };
-                if lease_until.signed_duration_since(Utc::now()) > margin {
-                    self.spawn_attempt(claim, permit, tasks);
-                } else {
-                    self.give_slot_back(webhook);
+                let expiring = lease_until.signed_duration_since(Utc::now()) <= margin;
+                if !expiring && !self.take_slot(webhook) {
+                    break;
+                }
+                let Some((claim, permit, _)) = queue.pop_front() else {
+                    break;
+                };
+                if expiring {
                     let worker = self.clone();
                     let (id, lease) = (claim.delivery.id, claim.lease);
                     tasks.spawn(async move {
                         worker.release(id, lease).await;
                         drop(permit);
                     });
+                } else {
+                    self.spawn_attempt(claim, permit, tasks);
                 }
             }
             if waiting.claims.get(&webhook).is_some_and(VecDeque::is_empty) {
@@ -643,14 +646,6 @@ impl Worker {
         } else {
             false
         }
-    }
-
-    fn give_slot_back(&self, webhook: WebhookId) {
-        drop(EndpointSlot {
-            busy: self.busy.clone(),
-            finished: self.finished.clone(),
-            webhook,
-        });
     }
 
     /// Runs the attempt of `claim`, whose endpoint slot is taken, as a task of `tasks`.
