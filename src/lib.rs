@@ -19,6 +19,8 @@
 //! - `sqlite` (feature `sqlite`): configuration and queue in one SQLite file.
 //! - `postgres` (feature `postgres`): configuration and queue in a PostgreSQL schema that many
 //!   processes share; transactional emit.
+//! - [`telemetry`]: the spans, events and metrics the crate emits through `tracing` and
+//!   `metrics` (never a subscriber or recorder of its own).
 //! - [`receiver`]: verify and parse on the receiving side.
 //! - [`labeling`]: hand-off of exported issues to labeling services — helpers on the exported
 //!   issue, and a receiver that routes `issue-exported` to a handler (axum: feature `axum`).
@@ -108,6 +110,27 @@
 //! (feature `test-util`): it records what is emitted and answers with the outcome the test
 //! chooses, without a network or a worker.
 //!
+//! ## Watching it run
+//!
+//! The crate logs through `tracing` and counts through `metrics`; install any subscriber and
+//! recorder (a `tracing-subscriber`, a Prometheus exporter) and the spans, events and metrics
+//! listed in [`telemetry`] appear — nothing is exported until you do. For questions an
+//! operator asks, [`Deliveries`] answers without SQL:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! # async fn run(dispatcher: dataops_webhooks::WebhookDispatcher, hooks: Vec<dataops_webhooks::webhook::WebhookId>) -> Result<(), Box<dyn std::error::Error>> {
+//! let stats = dispatcher.deliveries().statistics(hooks, Duration::from_secs(3600)).await?;
+//! println!(
+//!     "{} waiting; {} of {} attempts failed in the last hour; p95 {:?}",
+//!     stats.overall.pending,
+//!     stats.overall.attempts - stats.overall.attempts_succeeded,
+//!     stats.overall.attempts,
+//!     stats.overall.p95_duration,
+//! );
+//! # Ok(()) }
+//! ```
+//!
 //! ## Errors
 //!
 //! Every error is a typed enum or struct that says what happened and what to do:
@@ -195,6 +218,8 @@ pub mod receiver;
 pub mod sqlite;
 #[cfg(feature = "dispatch")]
 pub mod store;
+#[cfg(feature = "dispatch")]
+pub mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod testing;
 #[cfg(feature = "dispatch")]

@@ -1,6 +1,8 @@
 //! Durable delivery end to end on loopback: retries, `Retry-After`, 410, health, replay,
 //! idempotency, shutdown and per-endpoint limits, with a compressed retry schedule.
 
+#[path = "common/fails_first_settle.rs"]
+mod fails_first_settle;
 #[path = "common/flaky.rs"]
 mod flaky;
 #[path = "common/server.rs"]
@@ -15,6 +17,7 @@ use dataops_webhooks::retry::RetryPolicy;
 use dataops_webhooks::transport::guard::AddressPolicy;
 use dataops_webhooks::webhook::{NewWebhook, Scope, WebhookId, WebhookStatus};
 use dataops_webhooks::{Dispatcher, Emit, HostEvent, WebhookDispatcher, WorkerOptions};
+use fails_first_settle::FailsFirstSettle;
 use flaky::{dropping_listener, Flaky};
 use tokio::sync::broadcast;
 
@@ -711,69 +714,6 @@ async fn running_workers_says_whether_emits_will_be_sent_from_here() {
             "a dropped handle stops its worker"
         );
         tokio::time::sleep(10 * MS).await;
-    }
-}
-
-/// A queue whose first settle fails, over a memory queue.
-#[derive(Debug, Default)]
-struct FailsFirstSettle {
-    inner: dataops_webhooks::queue::MemoryQueue,
-    failed: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl dataops_webhooks::DeliveryQueue for FailsFirstSettle {
-    async fn enqueue(
-        &self,
-        event: dataops_webhooks::queue::NewEvent,
-    ) -> Result<dataops_webhooks::queue::Enqueued, dataops_webhooks::queue::QueueError> {
-        self.inner.enqueue(event).await
-    }
-    async fn claim(
-        &self,
-        request: &dataops_webhooks::queue::ClaimRequest,
-    ) -> Result<Vec<dataops_webhooks::queue::Claim>, dataops_webhooks::queue::QueueError> {
-        self.inner.claim(request).await
-    }
-    async fn finish(
-        &self,
-        delivery: &dataops_webhooks::webhook::DeliveryId,
-        lease: dataops_webhooks::queue::LeaseId,
-        finish: dataops_webhooks::queue::Finish,
-        now: chrono::DateTime<Utc>,
-    ) -> Result<dataops_webhooks::queue::FinishReport, dataops_webhooks::queue::QueueError> {
-        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            return Err(dataops_webhooks::queue::QueueError::backend(
-                "the outbox is unreachable",
-                std::io::Error::other("connection refused"),
-            ));
-        }
-        self.inner.finish(delivery, lease, finish, now).await
-    }
-    async fn get_delivery(
-        &self,
-        id: &dataops_webhooks::webhook::DeliveryId,
-    ) -> Result<Option<DeliveryRecord>, dataops_webhooks::queue::QueueError> {
-        self.inner.get_delivery(id).await
-    }
-    async fn list_deliveries(
-        &self,
-        query: &DeliveryQuery,
-    ) -> Result<dataops_webhooks::queue::DeliveryPage, dataops_webhooks::queue::QueueError> {
-        self.inner.list_deliveries(query).await
-    }
-    async fn attempts(
-        &self,
-        id: &dataops_webhooks::webhook::DeliveryId,
-    ) -> Result<Vec<dataops_webhooks::queue::AttemptLog>, dataops_webhooks::queue::QueueError> {
-        self.inner.attempts(id).await
-    }
-    async fn redeliver(
-        &self,
-        id: &dataops_webhooks::webhook::DeliveryId,
-        now: chrono::DateTime<Utc>,
-    ) -> Result<bool, dataops_webhooks::queue::QueueError> {
-        self.inner.redeliver(id, now).await
     }
 }
 

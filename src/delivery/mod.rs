@@ -20,7 +20,8 @@ mod outcome;
 mod request;
 pub mod retry;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,7 +30,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::now;
 use crate::queue::AttemptLog;
 use crate::transport::{Transport, TransportRequest};
-use crate::webhook::{DeliveryId, SigningKeys, Webhook};
+use crate::webhook::{DeliveryId, SigningKeys, Webhook, WebhookId};
 use crate::EventType;
 
 pub use decide::{decide, Decision};
@@ -43,7 +44,13 @@ pub use request::{Preview, RequestError};
 pub(crate) struct Sender {
     transport: Arc<dyn Transport>,
     request_timeout: Duration,
+    /// Webhooks already warned about for being sent unsigned (bounded: see `warn_unsigned`).
+    unsigned: Arc<Mutex<HashSet<WebhookId>>>,
 }
+
+/// How many unsigned webhooks a sender remembers having warned about; past that it starts
+/// over (and warns again), so the set never grows without bound.
+const UNSIGNED_REMEMBERED: usize = 4_096;
 
 /// One attempt that was made (or could not be built), judged.
 #[derive(Debug)]
@@ -61,6 +68,25 @@ impl Sender {
         Self {
             transport,
             request_timeout,
+            unsigned: Arc::default(),
+        }
+    }
+
+    /// Warns, once per webhook, that it is sent requests without a signature (it has no
+    /// secret of its own and its organization has none).
+    fn warn_unsigned(&self, webhook: &Webhook) {
+        let mut warned = self.unsigned.lock().unwrap_or_else(PoisonError::into_inner);
+        if warned.len() >= UNSIGNED_REMEMBERED {
+            warned.clear();
+        }
+        if warned.insert(webhook.id) {
+            tracing::warn!(
+                target: "dataops_webhooks",
+                webhook_id = %webhook.id,
+                org = %webhook.org,
+                "webhook sent unsigned: neither it nor its organization has a secret; \
+                 create one with Webhooks::create_org_secret so receivers can verify requests"
+            );
         }
     }
 
@@ -79,6 +105,9 @@ impl Sender {
         body: Bytes,
     ) -> Sent {
         let attempted_at = now();
+        if request::secrets_for(webhook, org_keys, attempted_at).is_none() {
+            self.warn_unsigned(webhook);
+        }
         let headers = match headers(
             webhook,
             org_keys,

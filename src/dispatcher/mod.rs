@@ -12,12 +12,14 @@
 
 mod receipt;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore};
+use tracing::Instrument;
 use url::Url;
 
 use crate::clock::now;
@@ -240,6 +242,8 @@ struct Inner {
     wake: Arc<Notify>,
     /// Workers of this dispatcher that are running.
     running: Arc<std::sync::atomic::AtomicUsize>,
+    /// An emit found no running worker and said so; cleared when a worker starts.
+    warned_idle: AtomicBool,
 }
 
 /// Builds a [`WebhookDispatcher`]. Setters never fail; [`build`](Self::build) may.
@@ -365,6 +369,7 @@ impl DispatcherBuilder {
                 waiters: Arc::default(),
                 wake,
                 running: Arc::default(),
+                warned_idle: AtomicBool::new(false),
                 default_org: self.default_org,
                 permits: Semaphore::new(self.concurrency.unwrap_or(DEFAULT_CONCURRENCY)),
                 max_payload_bytes: self.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
@@ -408,6 +413,7 @@ impl WebhookDispatcher {
             wake: self.inner.wake.clone(),
             running: self.inner.running.clone(),
         };
+        self.inner.warned_idle.store(false, Ordering::Relaxed);
         crate::worker::start(parts, options)
     }
 
@@ -415,9 +421,19 @@ impl WebhookDispatcher {
     /// means emits are recorded but not sent from this process: start a worker here, or make
     /// sure another process works the same durable queue.
     pub fn running_workers(&self) -> usize {
-        self.inner
-            .running
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.running.load(Ordering::Relaxed)
+    }
+
+    /// Warns once (until a worker starts) that an emit was recorded with no worker running
+    /// in this process.
+    fn warn_if_idle(&self) {
+        if self.running_workers() == 0 && !self.inner.warned_idle.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "dataops_webhooks",
+                "an event was recorded but this dispatcher has no running worker: nothing is \
+                 sent from this process; call start_worker, unless another process works this queue"
+            );
+        }
     }
 
     /// The active webhooks that would receive an event of `event_type` from `project`:
@@ -547,55 +563,37 @@ impl Inner {
 #[async_trait]
 impl Dispatcher for WebhookDispatcher {
     async fn emit_with(&self, emit: Emit) -> Result<Receipt, DispatchError> {
-        let (event, urls) = self.plan(emit).await?;
-        // Registered before the deliveries exist, so no worker can finish one unseen.
-        let tickets: Vec<DeliveryTicket> = event
-            .deliveries
-            .iter()
-            .zip(urls)
-            .map(|(d, url)| self.inner.waiters.ticket(d.id, d.webhook_id, url))
-            .collect();
-        let mut receipt = Receipt {
-            event_id: event.id,
-            event_type: event.event_type,
-            org: event.org.clone(),
-            project: event.project.clone(),
-            deliveries: Vec::new(),
-        };
-        // An unhandled event is not recorded, unless its key must be remembered.
-        if tickets.is_empty() && event.idempotency_key.is_none() {
-            return Ok(receipt);
+        let span = tracing::info_span!(
+            target: "dataops_webhooks",
+            "emit",
+            event_type = emit.event.event_type().as_str(),
+            project = emit.event.project(),
+            org = %emit.org.as_ref().unwrap_or(&self.inner.default_org),
+            event_id = tracing::field::Empty,
+            deliveries = tracing::field::Empty,
+        );
+        // Unwrapped when nobody listens: no subscriber, no cost.
+        if span.is_disabled() {
+            return self.emit_in_span(emit, &span).await;
         }
-        match self.inner.queue.enqueue(event).await? {
-            Enqueued::New => {
-                receipt.deliveries = tickets;
-                self.inner.wake.notify_one();
-            }
-            Enqueued::Duplicate {
-                event_id,
-                deliveries,
-            } => {
-                receipt.event_id = event_id;
-                receipt.deliveries = self.tickets_of(deliveries).await?;
-            }
-        }
-        Ok(receipt)
+        self.emit_in_span(emit, &span)
+            .instrument(span.clone())
+            .await
     }
 
     async fn send_test(&self, webhook_id: &WebhookId) -> Result<DeliveryOutcome, DispatchError> {
-        let webhook = self.load(webhook_id).await?;
-        let event = Event::test(webhook.scope.project().unwrap_or_default());
-        let body = self.serialize(&event)?;
-        let keys = self.inner.keys_for(&webhook).await?;
-        // The semaphore is never closed, so acquiring only waits.
-        let _permit = self.inner.permits.acquire().await.ok();
-        let delivery_id = DeliveryId::new();
-        let sent = self
-            .inner
-            .sender
-            .send(&webhook, keys.as_ref(), delivery_id, EventType::Test, body)
-            .await;
-        Ok(sent.outcome(delivery_id, &webhook, None))
+        let span = tracing::info_span!(
+            target: "dataops_webhooks",
+            "send_test",
+            webhook_id = %webhook_id,
+            url_host = tracing::field::Empty,
+            delivery_id = tracing::field::Empty,
+            status = tracing::field::Empty,
+            error_kind = tracing::field::Empty,
+        );
+        self.send_test_in_span(webhook_id, &span)
+            .instrument(span.clone())
+            .await
     }
 
     async fn preview(
@@ -623,5 +621,117 @@ impl Dispatcher for WebhookDispatcher {
             headers,
             body,
         })
+    }
+}
+
+impl WebhookDispatcher {
+    /// [`Dispatcher::emit_with`], recording what it did in `span`.
+    async fn emit_in_span(
+        &self,
+        emit: Emit,
+        span: &tracing::Span,
+    ) -> Result<Receipt, DispatchError> {
+        let (event, urls) = self.plan(emit).await?;
+        span.record("event_id", tracing::field::display(event.id));
+        span.record("deliveries", event.deliveries.len());
+        // Registered before the deliveries exist, so no worker can finish one unseen.
+        let tickets: Vec<DeliveryTicket> = event
+            .deliveries
+            .iter()
+            .zip(urls)
+            .map(|(d, url)| self.inner.waiters.ticket(d.id, d.webhook_id, url))
+            .collect();
+        let mut receipt = Receipt {
+            event_id: event.id,
+            event_type: event.event_type,
+            org: event.org.clone(),
+            project: event.project.clone(),
+            deliveries: Vec::new(),
+        };
+        // An unhandled event is not recorded, unless its key must be remembered.
+        if tickets.is_empty() && event.idempotency_key.is_none() {
+            return Ok(receipt);
+        }
+        let (event_type, count) = (event.event_type, event.deliveries.len());
+        match self.inner.queue.enqueue(event).await? {
+            Enqueued::New => {
+                crate::telemetry::emitted(event_type, count);
+                receipt.deliveries = tickets;
+                self.inner.wake.notify_one();
+                if count > 0 {
+                    self.warn_if_idle();
+                }
+            }
+            Enqueued::Duplicate {
+                event_id,
+                deliveries,
+            } => {
+                receipt.event_id = event_id;
+                receipt.deliveries = self.tickets_of(deliveries).await?;
+            }
+        }
+        Ok(receipt)
+    }
+
+    /// [`Dispatcher::send_test`], recording what it did in `span`, and keeping the send in
+    /// the delivery log where the queue can.
+    async fn send_test_in_span(
+        &self,
+        webhook_id: &WebhookId,
+        span: &tracing::Span,
+    ) -> Result<DeliveryOutcome, DispatchError> {
+        let webhook = self.load(webhook_id).await?;
+        span.record("url_host", webhook.url.host_str().unwrap_or_default());
+        let event = Event::test(webhook.scope.project().unwrap_or_default());
+        let body = self.serialize(&event)?;
+        let keys = self.inner.keys_for(&webhook).await?;
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.inner.permits.acquire().await.ok();
+        let delivery_id = DeliveryId::new();
+        span.record("delivery_id", tracing::field::display(delivery_id));
+        let sent = self
+            .inner
+            .sender
+            .send(
+                &webhook,
+                keys.as_ref(),
+                delivery_id,
+                EventType::Test,
+                body.clone(),
+            )
+            .await;
+        let log = sent.log();
+        if let Some(status) = log.status {
+            span.record("status", status);
+        }
+        if let Some(kind) = log.error_kind {
+            span.record("error_kind", kind.as_str());
+        }
+        crate::telemetry::test_sent(log.is_success());
+        let mut record = NewEvent::new(
+            webhook.org.clone(),
+            event.project(),
+            EventType::Test,
+            body,
+            sent.attempted_at,
+        );
+        record.deliveries.push(NewDelivery::new(
+            delivery_id,
+            webhook.id,
+            webhook.url.as_str(),
+        ));
+        match self.inner.queue.record_test(record, log).await {
+            Ok(()) | Err(QueueError::Unsupported(_)) => {}
+            Err(error) => {
+                // The send happened and its outcome is returned; only its record is missing.
+                tracing::warn!(
+                    target: "dataops_webhooks",
+                    delivery_id = %delivery_id,
+                    error = %crate::telemetry::chain(&error),
+                    "a test send could not be kept in the delivery log"
+                );
+            }
+        }
+        Ok(sent.outcome(delivery_id, &webhook, None))
     }
 }

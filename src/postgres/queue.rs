@@ -1,10 +1,11 @@
 //! [`DeliveryQueue`] over PostgreSQL. Every operation is one statement, so each costs one
 //! round trip; settles that arrive together share one (see `settle`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,10 +20,10 @@ use super::settle::Settle;
 use super::PostgresStore;
 use crate::queue::{
     page_limit, AttemptErrorKind, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery,
-    DeliveryQueue, DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, LeaseId,
-    NewEvent, QueueError,
+    DeliveryQueue, DeliveryRecord, DeliveryStats, DeliveryStatus, Enqueued, Finish, FinishReport,
+    LeaseId, NewEvent, QueueDepth, QueueError, StatsQuery, WebhookStats,
 };
-use crate::webhook::{DeliveryId, EventId};
+use crate::webhook::{DeliveryId, EventId, WebhookId};
 
 /// A connection to run statements on: one from the store's pool (statements are prepared
 /// once per connection), or the host's open transaction.
@@ -312,5 +313,112 @@ impl DeliveryQueue for PostgresStore {
 
     fn arrivals(&self) -> Option<Arc<Notify>> {
         Some(self.arrivals_signal())
+    }
+
+    async fn statistics(&self, query: &StatsQuery) -> Result<DeliveryStats, QueueError> {
+        let ids: Vec<String> = query.webhooks.iter().map(ToString::to_string).collect();
+        let rows = self
+            .rows(
+                &self.inner.sql.statistics,
+                &[&ids, &query.since, &query.now],
+            )
+            .await?;
+        let read = |rows: &[Row]| -> Result<DeliveryStats, Failure> {
+            let count = |row: &Row, i: usize| -> Result<u64, Failure> {
+                Ok(u64::try_from(row.try_get::<_, Option<i64>>(i)?.unwrap_or(0)).unwrap_or(0))
+            };
+            let duration = |row: &Row, i: usize| -> Result<Option<Duration>, Failure> {
+                Ok(row
+                    .try_get::<_, Option<i64>>(i)?
+                    .map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0))))
+            };
+            let mut webhooks = BTreeMap::new();
+            let mut overall = ((0, 0), (None, None));
+            for row in rows {
+                let attempts = (count(row, 5)?, count(row, 6)?);
+                let durations = (duration(row, 7)?, duration(row, 8)?);
+                if row.try_get::<_, Option<&str>>(0)?.is_none() {
+                    overall = (attempts, durations);
+                    continue;
+                }
+                let stats = WebhookStats::new(
+                    (count(row, 1)?, count(row, 2)?, count(row, 3)?),
+                    row.try_get(4)?,
+                    attempts,
+                    durations,
+                );
+                webhooks.insert(parsed::<WebhookId>(row, 0)?, stats);
+            }
+            Ok(DeliveryStats::new(webhooks, overall.0, overall.1))
+        };
+        read(&rows).map_err(|f| self.queue_error(f))
+    }
+
+    async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, QueueError> {
+        let rows = self.rows(&self.inner.sql.depth, &[&now]).await?;
+        let read = |row: &Row| -> Result<QueueDepth, Failure> {
+            let count = |i: usize| -> Result<u64, Failure> {
+                Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
+            };
+            Ok(QueueDepth::new(
+                count(0)?,
+                count(1)?,
+                count(2)?,
+                row.try_get(3)?,
+            ))
+        };
+        rows.first()
+            .map(read)
+            .transpose()
+            .map_err(|f| self.queue_error(f))
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<DeliveryRecord>, QueueError> {
+        let rows = self
+            .rows(&self.inner.sql.deliveries_of_event, &[&event.to_string()])
+            .await?;
+        rows.iter()
+            .map(record)
+            .collect::<Result<_, _>>()
+            .map_err(|f| self.queue_error(f))
+    }
+
+    async fn record_test(&self, event: NewEvent, attempt: AttemptLog) -> Result<(), QueueError> {
+        let status = if attempt.is_success() {
+            DeliveryStatus::Succeeded
+        } else {
+            DeliveryStatus::Dead
+        };
+        let ids: Vec<String> = event.deliveries.iter().map(|d| d.id.to_string()).collect();
+        let webhooks: Vec<String> = event
+            .deliveries
+            .iter()
+            .map(|d| d.webhook_id.to_string())
+            .collect();
+        let urls: Vec<&str> = event.deliveries.iter().map(|d| d.url.as_str()).collect();
+        self.rows(
+            &self.inner.sql.record_test,
+            &[
+                &event.id.to_string(),
+                &event.org.to_string(),
+                &event.project,
+                &event.event_type.as_str(),
+                &&event.payload[..],
+                &event.created_at,
+                &ids,
+                &webhooks,
+                &urls,
+                &status.as_str(),
+                &attempt.attempted_at,
+                &attempt.status.map(i32::from),
+                &i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX),
+                &attempt.response,
+                &attempt.error_kind.map(AttemptErrorKind::as_str),
+                &attempt.error,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 }

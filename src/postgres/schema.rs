@@ -277,6 +277,9 @@ pub(super) struct Statements {
     pub(super) list_deliveries: String,
     pub(super) attempts: String,
     pub(super) redeliver: String,
+    pub(super) statistics: String,
+    pub(super) depth: String,
+    pub(super) record_test: String,
     pub(super) insert_webhook: String,
     pub(super) get_webhook: String,
     pub(super) webhook_with_keys: String,
@@ -383,6 +386,60 @@ impl Statements {
                         updated_at = $2
                     WHERE id = $1 RETURNING 1)
                 SELECT count(*), pg_notify('{channel}', '') FROM u"),
+            // Per webhook: counts by status and the oldest pending delivery, and the window's
+            // attempts with nearest-rank percentiles; then one row (webhook NULL) with the
+            // percentiles over all the attempts.
+            statistics: r("WITH ids AS (SELECT DISTINCT unnest($1::text[]) AS w),
+                counts AS (
+                    SELECT webhook_id AS w,
+                        count(*) FILTER (WHERE status = 'pending') AS p,
+                        count(*) FILTER (WHERE status = 'succeeded') AS s,
+                        count(*) FILTER (WHERE status = 'dead') AS dd,
+                        min(created_at) FILTER (WHERE status = 'pending') AS oldest
+                    FROM {s}.deliveries WHERE webhook_id = ANY($1) GROUP BY webhook_id),
+                a AS (
+                    SELECT d.webhook_id AS w, t.duration_us AS us, t.error_kind IS NULL AS ok
+                    FROM {s}.deliveries d JOIN {s}.attempts t ON t.delivery_id = d.id
+                    WHERE d.webhook_id = ANY($1) AND t.attempted_at BETWEEN $2 AND $3),
+                ranked AS (
+                    SELECT w, us, ok, row_number() OVER (PARTITION BY w ORDER BY us) AS r,
+                        count(*) OVER (PARTITION BY w) AS n FROM a
+                    UNION ALL
+                    SELECT NULL, us, ok, row_number() OVER (ORDER BY us), count(*) OVER ()
+                    FROM a),
+                durations AS (
+                    SELECT w, max(n) AS n, count(*) FILTER (WHERE ok) AS ok,
+                        max(us) FILTER (WHERE r = (n * 50 + 99) / 100) AS p50,
+                        max(us) FILTER (WHERE r = (n * 95 + 99) / 100) AS p95
+                    FROM ranked GROUP BY w)
+                SELECT ids.w, c.p, c.s, c.dd, c.oldest, d.n, d.ok, d.p50, d.p95
+                FROM ids LEFT JOIN counts c ON c.w = ids.w LEFT JOIN durations d ON d.w = ids.w
+                UNION ALL
+                SELECT NULL, NULL, NULL, NULL, NULL, n, ok, p50, p95
+                FROM durations WHERE w IS NULL"),
+            depth: r("SELECT count(*) FILTER (WHERE due_at <= $1),
+                    count(*) FILTER (WHERE due_at > $1 AND lease IS NULL),
+                    count(*) FILTER (WHERE due_at > $1 AND lease IS NOT NULL),
+                    min(due_at) FILTER (WHERE due_at <= $1)
+                FROM {s}.deliveries WHERE status = 'pending'"),
+            // A test send: its event, its deliveries settled with one attempt each.
+            record_test: r("WITH ev AS (
+                    INSERT INTO {s}.events
+                        (id, org, project, event_type, payload, idempotency_key, created_at)
+                    VALUES ($1, $2, $3, $4, $5, NULL, $6)
+                    RETURNING id),
+                d AS (
+                    INSERT INTO {s}.deliveries (id, event_id, webhook_id, url, status, attempts,
+                        due_at, last_error, created_at, updated_at)
+                    SELECT x.id, ev.id, x.webhook_id, x.url, $10, 1, NULL, $16, $6, $11
+                    FROM ev, unnest($7::text[], $8::text[], $9::text[]) AS x(id, webhook_id, url)
+                    RETURNING id),
+                t AS (
+                    INSERT INTO {s}.attempts
+                        (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
+                    SELECT d.id, $11, $12, $13, $14, $15, $16 FROM d
+                    RETURNING 1)
+                SELECT count(*) FROM t"),
             insert_webhook: r("WITH w AS (
                     INSERT INTO {s}.webhooks (id, org, project, active, record)
                     VALUES ($1, $2, $3, $4, $5::text::jsonb) ON CONFLICT (id) DO NOTHING

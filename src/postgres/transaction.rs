@@ -84,6 +84,8 @@ impl PostgresStore {
             emitted.event_id = event_id;
             emitted.deliveries = deliveries.iter().map(|d| d.id).collect();
             emitted.repeated = true;
+        } else {
+            crate::telemetry::emitted(emitted.event_type, emitted.deliveries.len());
         }
         Ok(emitted)
     }

@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    AttemptLog, DeliveryPage, DeliveryQuery, DeliveryQueue, DeliveryRecord, DeliveryStatus,
-    QueueError, MAX_DELIVERY_PAGE,
+    AttemptLog, DeliveryPage, DeliveryQuery, DeliveryQueue, DeliveryRecord, DeliveryStats,
+    DeliveryStatus, QueueDepth, QueueError, StatsQuery, MAX_DELIVERY_PAGE,
 };
-use crate::webhook::{DeliveryId, WebhookId};
+use crate::webhook::{DeliveryId, EventId, WebhookId};
 
 /// Delivery logs and replay over a dispatcher's queue. Get it from
 /// [`WebhookDispatcher::deliveries`](crate::WebhookDispatcher::deliveries).
@@ -55,6 +55,64 @@ impl Deliveries {
     /// [`QueueError`] when the queue fails.
     pub async fn list(&self, query: &DeliveryQuery) -> Result<DeliveryPage, QueueError> {
         self.queue.list_deliveries(query).await
+    }
+
+    /// Every delivery of one event, across its webhooks, oldest first: "where did this event
+    /// go?". Test sends are found too (each is an event of its own).
+    ///
+    /// # Errors
+    /// [`QueueError`] when the queue fails; [`QueueError::Unsupported`] from a host's queue
+    /// that does not implement the look-up.
+    pub async fn of_event(&self, event: &EventId) -> Result<Vec<DeliveryRecord>, QueueError> {
+        self.queue.event_deliveries(event).await
+    }
+
+    /// Statistics of `webhooks` (per webhook and overall): deliveries by status, the oldest
+    /// pending one, and the attempts made in the last `window` with their success rate and
+    /// p50/p95 duration. See [`WebhookStats`](super::WebhookStats) for the definitions.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use dataops_webhooks::store::WebhookQuery;
+    /// # async fn run(dispatcher: dataops_webhooks::WebhookDispatcher) -> Result<(), Box<dyn std::error::Error>> {
+    /// let page = dispatcher.webhooks().list(&WebhookQuery::new("acme")).await?;
+    /// let ids = page.items.iter().map(|w| w.id).collect();
+    /// let stats = dispatcher.deliveries().statistics(ids, Duration::from_secs(3600)).await?;
+    /// println!(
+    ///     "{} waiting (oldest emitted {:?}), {} of {} attempts failed in the last hour, p95 {:?}",
+    ///     stats.overall.pending,
+    ///     stats.overall.oldest_pending,
+    ///     stats.overall.attempts - stats.overall.attempts_succeeded,
+    ///     stats.overall.attempts,
+    ///     stats.overall.p95_duration,
+    /// );
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`QueueError`] when the queue fails.
+    pub async fn statistics(
+        &self,
+        webhooks: Vec<WebhookId>,
+        window: std::time::Duration,
+    ) -> Result<DeliveryStats, QueueError> {
+        let now = Utc::now();
+        let since = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|w| now.checked_sub_signed(w))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.queue
+            .statistics(&StatsQuery::new(webhooks, since, now))
+            .await
+    }
+
+    /// How many pending deliveries are due, scheduled and in flight now, across the queue.
+    ///
+    /// # Errors
+    /// [`QueueError`] when the queue fails; [`QueueError::Unsupported`] from a host's queue
+    /// that does not report its depth.
+    pub async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        self.queue.depth(Utc::now()).await
     }
 
     /// Every attempt of a delivery, oldest first: time, status, duration, response excerpt,

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use super::stats::StatsBuilder;
 use super::types::*;
-use super::{page_limit, DeliveryQueue, QueueError};
+use super::{page_limit, DeliveryQueue, DeliveryStats, QueueDepth, QueueError, StatsQuery};
 use crate::webhook::{DeliveryId, EventId, OrgId, WebhookId};
 
 /// A [`DeliveryQueue`] in memory: retries, leases and logs work as with any backend, but a
@@ -98,6 +99,49 @@ impl MemoryQueue {
 }
 
 impl State {
+    /// Writes an event and its deliveries, pending and due at its creation.
+    fn insert(&mut self, event: NewEvent) {
+        let ids = event.deliveries.iter().map(|d| d.id).collect();
+        for new in &event.deliveries {
+            let record = DeliveryRecord {
+                id: new.id,
+                event_id: event.id,
+                org: event.org.clone(),
+                event_type: event.event_type,
+                webhook_id: new.webhook_id,
+                url: new.url.clone(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: None,
+                last_error: None,
+                created_at: event.created_at,
+                updated_at: event.created_at,
+            };
+            self.deliveries.insert(
+                new.id,
+                Row {
+                    record,
+                    lease: None,
+                    settled: None,
+                },
+            );
+            self.set_due(new.id, Some(event.created_at));
+            self.by_webhook.insert((new.webhook_id, new.id));
+        }
+        let idempotency = event.idempotency_key.map(|key| (event.org, key));
+        if let Some(key) = &idempotency {
+            self.idempotency.insert(key.clone(), event.id);
+        }
+        self.events.insert(
+            event.id,
+            EventRow {
+                payload: event.payload,
+                deliveries: ids,
+                idempotency,
+            },
+        );
+    }
+
     /// Moves a delivery's due time (or takes it out of the due index when settled).
     fn set_due(&mut self, id: DeliveryId, due: Option<DateTime<Utc>>) {
         let Some(row) = self.deliveries.get_mut(&id) else {
@@ -239,45 +283,7 @@ impl DeliveryQueue for MemoryQueue {
         {
             return Err(QueueError::Conflict(taken.id));
         }
-        let ids = event.deliveries.iter().map(|d| d.id).collect();
-        for new in &event.deliveries {
-            let record = DeliveryRecord {
-                id: new.id,
-                event_id: event.id,
-                org: event.org.clone(),
-                event_type: event.event_type,
-                webhook_id: new.webhook_id,
-                url: new.url.clone(),
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_at: None,
-                last_error: None,
-                created_at: event.created_at,
-                updated_at: event.created_at,
-            };
-            s.deliveries.insert(
-                new.id,
-                Row {
-                    record,
-                    lease: None,
-                    settled: None,
-                },
-            );
-            s.set_due(new.id, Some(event.created_at));
-            s.by_webhook.insert((new.webhook_id, new.id));
-        }
-        let idempotency = event.idempotency_key.map(|key| (event.org, key));
-        if let Some(key) = &idempotency {
-            s.idempotency.insert(key.clone(), event.id);
-        }
-        s.events.insert(
-            event.id,
-            EventRow {
-                payload: event.payload,
-                deliveries: ids,
-                idempotency,
-            },
-        );
+        s.insert(event);
         Ok(Enqueued::New)
     }
 
@@ -403,6 +409,88 @@ impl DeliveryQueue for MemoryQueue {
             row.record.updated_at = now;
         }
         Ok(true)
+    }
+
+    async fn statistics(&self, query: &StatsQuery) -> Result<DeliveryStats, QueueError> {
+        let s = self.lock();
+        let mut stats = StatsBuilder::new(query);
+        for webhook in &stats.webhooks() {
+            let low = (*webhook, DeliveryId::from_uuid(uuid::Uuid::nil()));
+            let high = (*webhook, DeliveryId::from_uuid(uuid::Uuid::max()));
+            for (_, id) in s.by_webhook.range(low..=high) {
+                let Some(row) = s.deliveries.get(id) else {
+                    continue;
+                };
+                stats.delivery(webhook, row.record.status, row.record.created_at);
+                for attempt in s.attempts.get(id).into_iter().flatten() {
+                    if query.in_window(attempt.attempted_at) {
+                        stats.attempt(webhook, attempt);
+                    }
+                }
+            }
+        }
+        Ok(stats.finish())
+    }
+
+    async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, QueueError> {
+        let s = self.lock();
+        let mut depth = QueueDepth::default();
+        for (at, id) in s.due.values().flatten() {
+            if *at <= now {
+                depth.due += 1;
+                depth.oldest_due = Some(depth.oldest_due.map_or(*at, |t| t.min(*at)));
+            } else if s.deliveries.get(id).is_some_and(|r| r.lease.is_some()) {
+                depth.in_flight += 1;
+            } else {
+                depth.scheduled += 1;
+            }
+        }
+        Ok(depth)
+    }
+
+    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<DeliveryRecord>, QueueError> {
+        let s = self.lock();
+        let mut records: Vec<DeliveryRecord> = s
+            .events
+            .get(event)
+            .map(|e| e.deliveries.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| s.deliveries.get(id).map(|r| r.record.clone()))
+            .collect();
+        records.sort_by_key(|r| r.id);
+        Ok(records)
+    }
+
+    async fn record_test(&self, event: NewEvent, attempt: AttemptLog) -> Result<(), QueueError> {
+        let mut s = self.lock();
+        if let Some(taken) = event
+            .deliveries
+            .iter()
+            .find(|d| s.deliveries.contains_key(&d.id))
+        {
+            return Err(QueueError::Conflict(taken.id));
+        }
+        let ids: Vec<DeliveryId> = event.deliveries.iter().map(|d| d.id).collect();
+        let mut event = event;
+        event.idempotency_key = None;
+        s.insert(event);
+        for id in ids {
+            s.set_due(id, None);
+            if let Some(row) = s.deliveries.get_mut(&id) {
+                row.record.status = if attempt.is_success() {
+                    DeliveryStatus::Succeeded
+                } else {
+                    DeliveryStatus::Dead
+                };
+                row.record.attempts = 1;
+                row.record.last_error.clone_from(&attempt.error);
+                row.record.updated_at = attempt.attempted_at;
+            }
+            s.attempts.insert(id, vec![attempt.clone()]);
+            s.settled(id, self.keep_settled);
+        }
+        Ok(())
     }
 }
 

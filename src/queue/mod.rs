@@ -24,6 +24,7 @@
 
 mod manage;
 mod memory;
+mod stats;
 mod types;
 
 use std::fmt;
@@ -33,10 +34,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::webhook::DeliveryId;
+use crate::webhook::{DeliveryId, EventId};
 
 pub use manage::Deliveries;
 pub use memory::{MemoryQueue, DEFAULT_KEEP_SETTLED};
+pub use stats::{percentile, DeliveryStats, QueueDepth, StatsQuery, WebhookStats};
 pub use types::{
     AttemptErrorKind, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryRecord,
     DeliveryStatus, Enqueued, Finish, FinishReport, Health, LastError, LeaseId, NewDelivery,
@@ -135,6 +137,46 @@ pub trait DeliveryQueue: Send + Sync + fmt::Debug {
     fn arrivals(&self) -> Option<Arc<Notify>> {
         None
     }
+
+    /// Per webhook and overall: deliveries by status, the oldest pending one, and the
+    /// attempts of the window with their success rate and p50/p95 duration (see
+    /// [`WebhookStats`] for the definitions).
+    ///
+    /// The default lists every delivery of every webhook and reads the attempts of those
+    /// changed in the window: correct, and slow on a long log. Our backends answer in one
+    /// query.
+    async fn statistics(&self, query: &StatsQuery) -> Result<DeliveryStats, QueueError> {
+        stats::statistics_by_listing(self, query).await
+    }
+
+    /// How many pending deliveries are due, scheduled and in flight at `now`. Workers sample
+    /// it for the `dataops_webhooks_queue_depth` gauge.
+    ///
+    /// The default answers [`QueueError::Unsupported`], and workers then publish no depth.
+    async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, QueueError> {
+        let _ = now;
+        Err(QueueError::Unsupported("depth"))
+    }
+
+    /// Every delivery of one event, across its webhooks, oldest first.
+    ///
+    /// The default answers [`QueueError::Unsupported`].
+    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<DeliveryRecord>, QueueError> {
+        let _ = event;
+        Err(QueueError::Unsupported("event_deliveries"))
+    }
+
+    /// Keeps a test send in the delivery log: `event` (the test event, with its one
+    /// delivery) and the attempt made. The delivery is recorded settled — succeeded when
+    /// the attempt succeeded, dead otherwise — with one attempt, and never claimed; the
+    /// webhook's health is not touched. It reads back like any delivery (get, list,
+    /// attempts) and can be redelivered.
+    ///
+    /// The default answers [`QueueError::Unsupported`], and test sends then leave no record.
+    async fn record_test(&self, event: NewEvent, attempt: AttemptLog) -> Result<(), QueueError> {
+        let _ = (event, attempt);
+        Err(QueueError::Unsupported("record_test"))
+    }
 }
 
 /// A queue operation that failed.
@@ -153,6 +195,12 @@ pub enum QueueError {
     /// A delivery id that is already queued.
     #[error("delivery {0} is already queued")]
     Conflict(DeliveryId),
+    /// The queue does not implement this optional operation (a host's queue that keeps the
+    /// trait's default).
+    #[error(
+        "this delivery queue does not support `{0}`; implement DeliveryQueue::{0} to enable it"
+    )]
+    Unsupported(&'static str),
 }
 
 impl QueueError {

@@ -457,22 +457,25 @@ impl AttemptErrorKind {
         }
     }
 
+    /// Every kind, in the order of this enum.
+    pub const ALL: [AttemptErrorKind; 11] = [
+        AttemptErrorKind::HttpStatus,
+        AttemptErrorKind::Timeout,
+        AttemptErrorKind::Connect,
+        AttemptErrorKind::Dns,
+        AttemptErrorKind::Tls,
+        AttemptErrorKind::BlockedAddress,
+        AttemptErrorKind::ResponseTooLarge,
+        AttemptErrorKind::InvalidRequest,
+        AttemptErrorKind::Misconfigured,
+        AttemptErrorKind::NotAttempted,
+        AttemptErrorKind::Other,
+    ];
+
     /// The kind stored as `name`; an unknown name is [`Other`](Self::Other).
     pub fn from_name(name: &str) -> Self {
-        const ALL: [AttemptErrorKind; 11] = [
-            AttemptErrorKind::HttpStatus,
-            AttemptErrorKind::Timeout,
-            AttemptErrorKind::Connect,
-            AttemptErrorKind::Dns,
-            AttemptErrorKind::Tls,
-            AttemptErrorKind::BlockedAddress,
-            AttemptErrorKind::ResponseTooLarge,
-            AttemptErrorKind::InvalidRequest,
-            AttemptErrorKind::Misconfigured,
-            AttemptErrorKind::NotAttempted,
-            AttemptErrorKind::Other,
-        ];
-        ALL.into_iter()
+        Self::ALL
+            .into_iter()
             .find(|kind| kind.as_str() == name)
             .unwrap_or(Self::Other)
     }

@@ -15,8 +15,8 @@ use crate::error::chain;
 use crate::queue::AttemptErrorKind;
 use crate::queue::{
     page_limit, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryQueue,
-    DeliveryRecord, DeliveryStatus, Enqueued, Finish, FinishReport, Health, LastError, LeaseId,
-    NewEvent, QueueError,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, Enqueued, Finish, FinishReport, Health,
+    LastError, LeaseId, NewEvent, QueueDepth, QueueError, StatsQuery, WebhookStats,
 };
 use crate::webhook::{DeliveryId, EventId, WebhookId};
 
@@ -59,6 +59,82 @@ fn deliveries_of(conn: &Connection, event: &str) -> Result<Vec<DeliveryRecord>, 
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map([event], record)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Writes an event and its deliveries, pending and due at its creation.
+fn insert_event(conn: &Connection, event: &NewEvent) -> Result<(), Failure> {
+    let (event_id, at) = (event.id.to_string(), micros(event.created_at));
+    conn.prepare_cached(
+        "INSERT INTO events
+         (id, org, project, event_type, payload, idempotency_key, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        event_id,
+        event.org.to_string(),
+        event.project,
+        event.event_type.as_str(),
+        &event.payload[..],
+        event.idempotency_key,
+        at
+    ])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO deliveries
+         (id, event_id, webhook_id, url, status, due_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)
+         ON CONFLICT (id) DO NOTHING",
+    )?;
+    for d in &event.deliveries {
+        let id = d.id.to_string();
+        let webhook = d.webhook_id.to_string();
+        if insert.execute(params![id, event_id, webhook, d.url, at])? == 0 {
+            return Err(Failure::DuplicateDelivery(d.id));
+        }
+    }
+    Ok(())
+}
+
+/// [`DeliveryQueue::statistics`] in one statement: per webhook, the counts by status and the
+/// oldest pending delivery, and the window's attempts with nearest-rank percentiles; then one
+/// row (webhook NULL) with the percentiles over all the attempts.
+const STATISTICS: &str = "
+WITH ids(w) AS (SELECT value FROM json_each(?1)),
+counts AS (
+    SELECT webhook_id AS w, sum(status = 'pending') AS p, sum(status = 'succeeded') AS s,
+           sum(status = 'dead') AS dd, min(CASE WHEN status = 'pending' THEN created_at END) AS oldest
+    FROM deliveries WHERE webhook_id IN (SELECT w FROM ids) GROUP BY webhook_id),
+a AS (
+    SELECT d.webhook_id AS w, t.duration_us AS us, t.error_kind IS NULL AS ok
+    FROM deliveries d JOIN attempts t ON t.delivery_id = d.id
+    WHERE d.webhook_id IN (SELECT w FROM ids) AND t.attempted_at BETWEEN ?2 AND ?3),
+ranked AS (
+    SELECT w, us, ok, row_number() OVER (PARTITION BY w ORDER BY us) AS r,
+           count(*) OVER (PARTITION BY w) AS n FROM a
+    UNION ALL
+    SELECT NULL, us, ok, row_number() OVER (ORDER BY us), count(*) OVER () FROM a),
+durations AS (
+    SELECT w, max(n) AS n, sum(ok) AS ok,
+           max(CASE WHEN r = (n * 50 + 99) / 100 THEN us END) AS p50,
+           max(CASE WHEN r = (n * 95 + 99) / 100 THEN us END) AS p95
+    FROM ranked GROUP BY w)
+SELECT ids.w, c.p, c.s, c.dd, c.oldest, d.n, d.ok, d.p50, d.p95
+FROM ids LEFT JOIN counts c ON c.w = ids.w LEFT JOIN durations d ON d.w = ids.w
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, n, ok, p50, p95 FROM durations WHERE w IS NULL";
+
+/// A count column that may be NULL (no rows), as a `u64`.
+fn count(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    Ok(u64::try_from(row.get::<_, Option<i64>>(index)?.unwrap_or(0)).unwrap_or(0))
+}
+
+/// A duration in microseconds that may be NULL.
+fn micros_duration(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<std::time::Duration>> {
+    Ok(row
+        .get::<_, Option<i64>>(index)?
+        .map(|us| std::time::Duration::from_micros(u64::try_from(us).unwrap_or(0))))
 }
 
 /// Records an attempt and counts it.
@@ -210,36 +286,7 @@ impl DeliveryQueue for SqliteStore {
                         });
                     }
                 }
-                let (event_id, at) = (event.id.to_string(), micros(event.created_at));
-                conn.prepare_cached(
-                    "INSERT INTO events
-                     (id, org, project, event_type, payload, idempotency_key, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    event_id,
-                    org,
-                    event.project,
-                    event.event_type.as_str(),
-                    &event.payload[..],
-                    event.idempotency_key,
-                    at
-                ])?;
-                {
-                    let mut insert = conn.prepare_cached(
-                        "INSERT INTO deliveries
-                         (id, event_id, webhook_id, url, status, due_at, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)
-                         ON CONFLICT (id) DO NOTHING",
-                    )?;
-                    for d in &event.deliveries {
-                        let id = d.id.to_string();
-                        let webhook = d.webhook_id.to_string();
-                        if insert.execute(params![id, event_id, webhook, d.url, at])? == 0 {
-                            return Err(Failure::DuplicateDelivery(d.id));
-                        }
-                    }
-                }
+                insert_event(conn, &event)?;
                 Ok(Enqueued::New)
             })
             .await?)
@@ -418,6 +465,97 @@ impl DeliveryQueue for SqliteStore {
                     })
                 })?;
                 Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await?)
+    }
+
+    async fn statistics(&self, query: &StatsQuery) -> Result<DeliveryStats, QueueError> {
+        let ids: Vec<String> = query.webhooks.iter().map(ToString::to_string).collect();
+        let ids = serde_json::to_string(&ids)
+            .map_err(|e| QueueError::backend("SQLite: listing the webhooks failed", e))?;
+        let (since, now) = (micros(query.since), micros(query.now));
+        Ok(self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(STATISTICS)?;
+                let mut rows = statement.query(params![ids, since, now])?;
+                let mut webhooks = std::collections::BTreeMap::new();
+                let mut overall = ((0, 0), (None, None));
+                while let Some(row) = rows.next()? {
+                    let attempts = (count(row, 5)?, count(row, 6)?);
+                    let durations = (micros_duration(row, 7)?, micros_duration(row, 8)?);
+                    match row.get::<_, Option<String>>(0)? {
+                        None => overall = (attempts, durations),
+                        Some(_) => {
+                            let stats = WebhookStats::new(
+                                (count(row, 1)?, count(row, 2)?, count(row, 3)?),
+                                row.get::<_, Option<i64>>(4)?.map(from_micros),
+                                attempts,
+                                durations,
+                            );
+                            webhooks.insert(parsed::<WebhookId>(row, 0)?, stats);
+                        }
+                    }
+                }
+                Ok(DeliveryStats::new(webhooks, overall.0, overall.1))
+            })
+            .await?)
+    }
+
+    async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, QueueError> {
+        let now = micros(now);
+        Ok(self
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT sum(due_at <= ?1), sum(due_at > ?1 AND lease IS NULL),
+                                sum(due_at > ?1 AND lease IS NOT NULL),
+                                min(CASE WHEN due_at <= ?1 THEN due_at END)
+                         FROM deliveries INDEXED BY deliveries_due WHERE status = 'pending'",
+                    )?
+                    .query_row([now], |row| {
+                        Ok(QueueDepth::new(
+                            count(row, 0)?,
+                            count(row, 1)?,
+                            count(row, 2)?,
+                            row.get::<_, Option<i64>>(3)?.map(from_micros),
+                        ))
+                    })?)
+            })
+            .await?)
+    }
+
+    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<DeliveryRecord>, QueueError> {
+        let event = event.to_string();
+        Ok(self.read(move |conn| deliveries_of(conn, &event)).await?)
+    }
+
+    async fn record_test(&self, event: NewEvent, attempt: AttemptLog) -> Result<(), QueueError> {
+        let mut event = event;
+        event.idempotency_key = None;
+        Ok(self
+            .call(move |conn| {
+                insert_event(conn, &event)?;
+                let status = if attempt.is_success() {
+                    DeliveryStatus::Succeeded
+                } else {
+                    DeliveryStatus::Dead
+                };
+                for d in &event.deliveries {
+                    let id = d.id.to_string();
+                    conn.prepare_cached(
+                        "UPDATE deliveries SET status = ?2, due_at = NULL, last_error = ?3,
+                             updated_at = ?4
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        status.as_str(),
+                        attempt.error,
+                        micros(attempt.attempted_at)
+                    ])?;
+                    log_attempt(conn, &id, &attempt)?;
+                }
+                Ok(())
             })
             .await?)
     }

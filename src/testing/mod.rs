@@ -164,6 +164,10 @@ macro_rules! delivery_queue_conformance {
             lists_newest_first_with_filters_and_cursors,
             redelivers_keeping_id_and_attempts,
             keeps_endpoint_health,
+            statistics_count_statuses_and_the_windows_attempts,
+            depth_counts_due_scheduled_and_in_flight,
+            finds_the_deliveries_of_an_event,
+            keeps_test_sends_settled,
             emits_of_text_it_cannot_store_are_refused_first
         );
     };

@@ -673,3 +673,295 @@ pub async fn keeps_endpoint_health<B: DeliveryQueue>(queue: Arc<B>) {
     );
     assert_eq!(third.failing_since, None);
 }
+
+/// Settles the claim of delivery `id` among `claims` with `attempt` and `next`.
+async fn settle_one(
+    queue: &impl DeliveryQueue,
+    claims: &[crate::queue::Claim],
+    id: DeliveryId,
+    attempt: AttemptLog,
+    next: Next,
+) {
+    let c = claims
+        .iter()
+        .find(|c| c.delivery.id == id)
+        .expect("the delivery was claimed");
+    let at = attempt.attempted_at;
+    queue
+        .finish(&id, c.lease, Finish::Attempted { attempt, next }, at)
+        .await
+        .expect("finish");
+}
+
+/// An attempt taking `ms` milliseconds, a success or a 500.
+fn timed(at: i64, ms: u64, ok: bool) -> AttemptLog {
+    let attempt = if ok { success(at) } else { failure(at, 500) };
+    attempt.duration(Duration::from_millis(ms))
+}
+
+/// Statistics count each listed webhook's deliveries by status with the oldest pending one,
+/// and the attempts of the window only, with their success rate and nearest-rank p50/p95;
+/// the overall figures sum the counts and rank all the window's attempts together.
+pub async fn statistics_count_statuses_and_the_windows_attempts<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
+    let (a, b, quiet, other) = (
+        WebhookId::new(),
+        WebhookId::new(),
+        WebhookId::new(),
+        WebhookId::new(),
+    );
+    let early = event(-100, &[b]);
+    let early_b = early.deliveries[0].id;
+    enqueue(queue, early).await;
+    let claims = claim(queue, -50, 10).await;
+    // Before the window: counts as succeeded, not as an attempt of the window.
+    settle_one(
+        queue,
+        &claims,
+        early_b,
+        timed(-50, 500, true),
+        Next::Succeeded,
+    )
+    .await;
+
+    let e1 = event(0, &[a, b, other]);
+    let (a1, b1, other1) = (
+        e1.deliveries[0].id,
+        e1.deliveries[1].id,
+        e1.deliveries[2].id,
+    );
+    let e2 = event(10, &[a]);
+    let a2 = e2.deliveries[0].id;
+    let e3 = event(20, &[a]);
+    let a3 = e3.deliveries[0].id;
+    for e in [e1, e2, e3] {
+        enqueue(queue, e).await;
+    }
+    let claims = claim(queue, 100, 10).await;
+    assert_eq!(claims.len(), 5, "statistics: everything due is claimed");
+    settle_one(queue, &claims, a1, timed(101, 10, true), Next::Succeeded).await;
+    settle_one(
+        queue,
+        &claims,
+        b1,
+        timed(102, 20, false),
+        Next::RetryAt(t(500)),
+    )
+    .await;
+    settle_one(queue, &claims, a2, timed(103, 30, false), Next::Dead).await;
+    settle_one(queue, &claims, other1, timed(104, 1, true), Next::Succeeded).await;
+    let c3 = claims
+        .iter()
+        .find(|c| c.delivery.id == a3)
+        .expect("claimed");
+    queue
+        .finish(&a3, c3.lease, Finish::Released, t(105))
+        .await
+        .expect("release");
+
+    let mut query = crate::queue::StatsQuery::new(vec![a, b, quiet, a], t(101), t(200));
+    query.webhooks.push(b); // a duplicate added after `new`, too, counts once
+    let stats = queue.statistics(&query).await.expect("statistics");
+    let ms = |n: u64| Some(Duration::from_millis(n));
+    let of = |w: &WebhookId| stats.webhooks.get(w).cloned().unwrap_or_default();
+    assert_eq!(
+        stats.webhooks.keys().copied().collect::<Vec<_>>().len(),
+        3,
+        "statistics: one entry per listed webhook, duplicates once, others left out: {stats:?}"
+    );
+    assert!(
+        stats.webhooks.contains_key(&quiet),
+        "statistics: a webhook without deliveries is listed"
+    );
+    let sa = of(&a);
+    assert_eq!(
+        (sa.pending, sa.succeeded, sa.dead),
+        (1, 1, 1),
+        "statistics: counts by status of webhook a"
+    );
+    assert_eq!(
+        sa.oldest_pending,
+        Some(t(20)),
+        "statistics: oldest pending of a"
+    );
+    assert_eq!(
+        (
+            sa.attempts,
+            sa.attempts_succeeded,
+            sa.p50_duration,
+            sa.p95_duration
+        ),
+        (2, 1, ms(10), ms(30)),
+        "statistics: the window's attempts of a"
+    );
+    assert_eq!(sa.success_rate(), Some(0.5));
+    let sb = of(&b);
+    assert_eq!(
+        (sb.pending, sb.succeeded, sb.dead, sb.oldest_pending),
+        (1, 1, 0, Some(t(0))),
+        "statistics: counts of b (its retry is pending)"
+    );
+    assert_eq!(
+        (
+            sb.attempts,
+            sb.attempts_succeeded,
+            sb.p50_duration,
+            sb.p95_duration
+        ),
+        (1, 0, ms(20), ms(20)),
+        "statistics: b's attempt before the window is left out"
+    );
+    assert_eq!(
+        of(&quiet),
+        crate::queue::WebhookStats::default(),
+        "statistics: nothing for a quiet webhook"
+    );
+    assert_eq!(of(&quiet).success_rate(), None);
+    let all = &stats.overall;
+    assert_eq!(
+        (all.pending, all.succeeded, all.dead, all.oldest_pending),
+        (2, 2, 1, Some(t(0))),
+        "statistics: overall counts"
+    );
+    assert_eq!(
+        (
+            all.attempts,
+            all.attempts_succeeded,
+            all.p50_duration,
+            all.p95_duration
+        ),
+        (3, 1, ms(20), ms(30)),
+        "statistics: overall percentiles rank every attempt of the window"
+    );
+    assert_eq!(
+        all.oldest_pending_age(t(100)),
+        Some(Duration::from_secs(100))
+    );
+}
+
+/// The depth sample counts pending deliveries due now (also those whose lease ran out),
+/// scheduled for later, and in flight under a lease. A queue keeping the trait's default
+/// answers `Unsupported`.
+pub async fn depth_counts_due_scheduled_and_in_flight<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
+    let hook = WebhookId::new();
+    for at in [0, 10, 20, 1_000] {
+        enqueue(queue, event(at, &[hook])).await;
+    }
+    let done = event(5, &[hook]);
+    let done_id = done.deliveries[0].id;
+    enqueue(queue, done).await;
+    let claims = claim(queue, 30, 2).await;
+    assert_eq!(claims.len(), 2, "depth: two claimed");
+    settle_one(queue, &claims, done_id, success(31), Next::Succeeded).await;
+    let depth = match queue.depth(t(31)).await {
+        Err(crate::queue::QueueError::Unsupported(_)) => return,
+        other => other.expect("depth"),
+    };
+    assert_eq!(
+        (
+            depth.due,
+            depth.scheduled,
+            depth.in_flight,
+            depth.oldest_due
+        ),
+        (2, 1, 1, Some(t(10))),
+        "depth: while a lease holds"
+    );
+    let later = queue.depth(t(100)).await.expect("depth");
+    assert_eq!(
+        (
+            later.due,
+            later.scheduled,
+            later.in_flight,
+            later.oldest_due
+        ),
+        (3, 1, 0, Some(t(10))),
+        "depth: a lease that ran out is due again"
+    );
+}
+
+/// The deliveries of one event are found across its webhooks, oldest first; an unknown event
+/// has none. A queue keeping the trait's default answers `Unsupported`.
+pub async fn finds_the_deliveries_of_an_event<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
+    let e1 = event(0, &[WebhookId::new(), WebhookId::new()]);
+    let (id, mut ids) = (
+        e1.id,
+        e1.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(),
+    );
+    enqueue(queue, e1).await;
+    enqueue(queue, event(1, &[WebhookId::new()])).await;
+    let found = match queue.event_deliveries(&id).await {
+        Err(crate::queue::QueueError::Unsupported(_)) => return,
+        other => other.expect("event deliveries"),
+    };
+    ids.sort();
+    assert_eq!(
+        found.iter().map(|r| r.id).collect::<Vec<_>>(),
+        ids,
+        "event deliveries: both webhooks', oldest first"
+    );
+    assert!(found.iter().all(|r| r.event_id == id));
+    let none = queue
+        .event_deliveries(&crate::webhook::EventId::new())
+        .await
+        .expect("event deliveries");
+    assert!(
+        none.is_empty(),
+        "event deliveries: none for an unknown event"
+    );
+}
+
+/// A test send is kept settled with its one attempt — succeeded or dead — and is never
+/// claimed; it reads back like any delivery. A queue keeping the trait's default answers
+/// `Unsupported`.
+pub async fn keeps_test_sends_settled<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
+    let hook = WebhookId::new();
+    let test = |at: i64| {
+        let mut e = event(at, &[hook]);
+        e.event_type = EventType::Test;
+        e
+    };
+    let (ok, bad) = (test(0), test(10));
+    let (ok_id, bad_id) = (ok.deliveries[0].id, bad.deliveries[0].id);
+    match queue.record_test(ok, success(0)).await {
+        Err(crate::queue::QueueError::Unsupported(_)) => return,
+        other => other.expect("record a test send"),
+    }
+    queue
+        .record_test(bad, failure(10, 503))
+        .await
+        .expect("record a failed test send");
+    let ok = record(queue, &ok_id).await;
+    assert_eq!(
+        (ok.status, ok.attempts, ok.event_type, ok.next_attempt_at),
+        (DeliveryStatus::Succeeded, 1, EventType::Test, None),
+        "test sends: a success is kept succeeded"
+    );
+    let bad = record(queue, &bad_id).await;
+    assert_eq!(
+        (bad.status, bad.attempts, bad.last_error.as_deref()),
+        (DeliveryStatus::Dead, 1, Some("the endpoint answered 503")),
+        "test sends: a failure is kept dead with its error"
+    );
+    assert_eq!(
+        queue.attempts(&bad_id).await.expect("attempts"),
+        vec![failure(10, 503)],
+        "test sends: the attempt is in the log"
+    );
+    assert!(
+        claim(queue, 10_000, 10).await.is_empty(),
+        "test sends: never claimed"
+    );
+    let listed = queue
+        .list_deliveries(&DeliveryQuery::new(hook))
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![bad_id, ok_id],
+        "test sends: listed with the webhook's deliveries"
+    );
+}

@@ -266,7 +266,11 @@ fn blocked_error(refused: BlockedAddress) -> TransportError {
 }
 
 /// Sorts a reqwest error into a [`TransportErrorKind`], with the whole cause chain as message.
+/// The message leaves out the URL (its query may hold a token): the delivery log and the
+/// logs know the endpoint already.
 fn classify(error: reqwest::Error) -> TransportError {
+    let had_url = error.url().is_some();
+    let error = error.without_url();
     let mut tls = false;
     let mut dns = None;
     let mut cut = false;
@@ -294,7 +298,7 @@ fn classify(error: reqwest::Error) -> TransportError {
         TransportErrorKind::Tls
     } else if error.is_connect() || cut {
         TransportErrorKind::Connect
-    } else if error.is_builder() || error.is_request() && error.url().is_none() {
+    } else if error.is_builder() || error.is_request() && !had_url {
         TransportErrorKind::InvalidRequest
     } else {
         TransportErrorKind::Other

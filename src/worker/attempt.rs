@@ -1,12 +1,14 @@
 //! One attempt of a claimed delivery, from loading its webhook to settling it.
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
-use super::{BackendOperation, EndpointSlot, HostEvent, Worker};
+use super::{settle_span, BackendOperation, EndpointSlot, HostEvent, Worker};
 use crate::delivery::retry::random_unit;
 use crate::delivery::{decide, AttemptResult, DeliveryOutcome};
-use crate::queue::{failing_too_long, Claim, Finish, Next};
+use crate::queue::{failing_too_long, AttemptLog, Claim, Finish, Next};
 use crate::store::StoreError;
+use crate::telemetry::{self, Outcome};
 use crate::webhook::{Webhook, WebhookStatus};
 
 impl Worker {
@@ -44,6 +46,8 @@ impl Worker {
                 return self.abandon(&claim, reason).await;
             }
         };
+        let span = tracing::Span::current();
+        span.record("url_host", webhook.url.host_str().unwrap_or_default());
         let sent = self
             .parts
             .sender
@@ -66,6 +70,12 @@ impl Worker {
             random_unit(),
         );
         let log = sent.log();
+        if delivery.attempts == 0 {
+            if let Ok(lag) = (sent.attempted_at - delivery.created_at).to_std() {
+                telemetry::first_attempt_lag(delivery.event_type, lag);
+            }
+        }
+        self.observe(&claim, &log, decision.next, &span);
         let last_error = log.error.clone().unwrap_or_default();
         let finish = Finish::Attempted {
             attempt: log,
@@ -75,6 +85,7 @@ impl Worker {
             .parts
             .queue
             .finish(&delivery.id, claim.lease, finish, now)
+            .instrument(settle_span(delivery.id, "attempted"))
             .await
         {
             Ok(report) => report,
@@ -91,6 +102,15 @@ impl Worker {
             return;
         }
         if decision.next == Next::Dead {
+            tracing::warn!(
+                target: "dataops_webhooks",
+                delivery_id = %delivery.id,
+                webhook_id = %webhook.id,
+                event_type = delivery.event_type.as_str(),
+                attempts = delivery.attempts.saturating_add(1),
+                last_error = %last_error,
+                "delivery is dead: its attempts are spent or the endpoint is gone; redeliver it once the endpoint is fixed"
+            );
             self.tell(HostEvent::DeliveryExhausted {
                 delivery_id: delivery.id,
                 webhook_id: webhook.id,
@@ -100,7 +120,7 @@ impl Worker {
         }
         if decision.disable_webhook {
             let reason = "the endpoint answered 410 Gone: it asked for no more deliveries".into();
-            self.disable(&webhook, reason, now).await;
+            self.disable(&webhook, reason, "gone", now).await;
         } else if failing_too_long(
             report.failing_since,
             webhook.updated_at,
@@ -110,17 +130,68 @@ impl Worker {
             let days = self.options.health_window.as_secs_f64() / 86_400.0;
             let reason =
                 format!("every delivery failed for {days:.1} days; the last error: {last_error}");
-            self.disable(&webhook, reason, now).await;
+            self.disable(&webhook, reason, "failing", now).await;
         }
         if report.recovered {
+            tracing::info!(target: "dataops_webhooks", webhook_id = %webhook.id,
+                "webhook recovered: its deliveries succeed again");
             self.tell(HostEvent::WebhookRecovered {
                 webhook_id: webhook.id,
             });
         }
     }
 
+    /// Records an attempt in the span, a debug event and the metrics.
+    fn observe(&self, claim: &Claim, log: &AttemptLog, next: Next, span: &tracing::Span) {
+        let outcome = match next {
+            Next::Succeeded => Outcome::Delivered,
+            Next::RetryAt(at) => {
+                span.record("retry_at", tracing::field::display(at));
+                Outcome::Retried
+            }
+            Next::Dead => Outcome::Dead,
+        };
+        span.record("decision", outcome.as_str());
+        if let Some(status) = log.status {
+            span.record("status", status);
+        }
+        let millis = u64::try_from(log.duration.as_millis()).unwrap_or(u64::MAX);
+        span.record("duration_ms", millis);
+        let kind = log.error_kind.map(|k| k.as_str());
+        if let Some(kind) = kind {
+            span.record("error_kind", kind);
+        }
+        tracing::debug!(
+            target: "dataops_webhooks",
+            status = log.status,
+            duration_ms = millis,
+            error_kind = kind,
+            outcome = outcome.as_str(),
+            "delivery attempt"
+        );
+        let webhook = &claim.delivery.webhook_id;
+        telemetry::attempted(
+            claim.delivery.event_type,
+            outcome,
+            log.error_kind,
+            Some(log.duration),
+            self.options.metrics_per_webhook.then_some(webhook),
+        );
+    }
+
     /// Ends a delivery that cannot be attempted, and tells its ticket why.
     async fn abandon(&self, claim: &Claim, reason: String) {
+        let span = tracing::Span::current();
+        span.record("decision", Outcome::Abandoned.as_str());
+        telemetry::attempted(
+            claim.delivery.event_type,
+            Outcome::Abandoned,
+            None,
+            None,
+            self.options
+                .metrics_per_webhook
+                .then_some(&claim.delivery.webhook_id),
+        );
         if let Ok(url) = url::Url::parse(&claim.delivery.url) {
             self.parts.waiters.fulfil(DeliveryOutcome::new(
                 claim.delivery.id,
@@ -139,14 +210,25 @@ impl Worker {
             .parts
             .queue
             .finish(&claim.delivery.id, claim.lease, finish, Utc::now())
+            .instrument(settle_span(claim.delivery.id, "abandoned"))
             .await
         {
-            Ok(report) if !report.lease_lost => self.tell(HostEvent::DeliveryExhausted {
-                delivery_id: claim.delivery.id,
-                webhook_id: claim.delivery.webhook_id,
-                event_type: claim.delivery.event_type,
-                last_error: reason,
-            }),
+            Ok(report) if !report.lease_lost => {
+                tracing::warn!(
+                    target: "dataops_webhooks",
+                    delivery_id = %claim.delivery.id,
+                    webhook_id = %claim.delivery.webhook_id,
+                    event_type = claim.delivery.event_type.as_str(),
+                    reason = %reason,
+                    "delivery is dead without an attempt; redeliver it after reactivating the webhook"
+                );
+                self.tell(HostEvent::DeliveryExhausted {
+                    delivery_id: claim.delivery.id,
+                    webhook_id: claim.delivery.webhook_id,
+                    event_type: claim.delivery.event_type,
+                    last_error: reason,
+                });
+            }
             Ok(_) => {}
             Err(error) => {
                 self.backend_failed(BackendOperation::Settle, Some(claim.delivery.id), error);
@@ -161,7 +243,7 @@ impl Worker {
     /// this decision was made on an outdated configuration and is dropped; the next failure
     /// decides again. So concurrent failures disable a webhook once, and a worker never undoes
     /// a user's change.
-    async fn disable(&self, seen: &Webhook, reason: String, now: DateTime<Utc>) {
+    async fn disable(&self, seen: &Webhook, reason: String, why: &'static str, now: DateTime<Utc>) {
         let mut webhook = seen.clone();
         webhook.status = WebhookStatus::Disabled {
             reason: reason.clone(),
@@ -175,10 +257,20 @@ impl Worker {
             .update_webhook(&webhook, seen.revision)
             .await
         {
-            Ok(()) => self.tell(HostEvent::WebhookDisabled {
-                webhook_id: seen.id,
-                reason,
-            }),
+            Ok(()) => {
+                tracing::Span::current().record("disabled", true);
+                telemetry::disabled(why);
+                tracing::warn!(
+                    target: "dataops_webhooks",
+                    webhook_id = %seen.id,
+                    reason = %reason,
+                    "webhook disabled; re-enable it with Webhooks::reactivate once the endpoint is fixed"
+                );
+                self.tell(HostEvent::WebhookDisabled {
+                    webhook_id: seen.id,
+                    reason,
+                });
+            }
             Err(StoreError::Stale(_) | StoreError::NotFound(_)) => {}
             Err(error) => {
                 self.backend_failed(BackendOperation::DisableWebhook, None, error);

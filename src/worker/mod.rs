@@ -10,6 +10,7 @@
 //! exhausted its attempts, a webhook was disabled, a webhook recovered, the queue failed.
 
 mod attempt;
+mod depth;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::{Sender, Waiters};
@@ -52,6 +54,13 @@ pub struct WorkerOptions {
     pub health_window: Duration,
     /// How long [`WorkerHandle::shutdown`] lets attempts in flight finish (default 30 s).
     pub shutdown_grace: Duration,
+    /// Adds a `webhook_id` label to the attempt metrics (default off): one time series per
+    /// webhook, so only for a bounded number of webhooks. See [`crate::telemetry`].
+    pub metrics_per_webhook: bool,
+    /// How often the worker samples the [queue's depth](crate::DeliveryQueue::depth) into
+    /// the `dataops_webhooks_queue_depth` gauges (default 15 s; `None`: never). A queue
+    /// that does not report its depth is asked once.
+    pub depth_interval: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -65,6 +74,8 @@ impl Default for WorkerOptions {
             retry: RetryPolicy::default(),
             health_window: Duration::from_secs(5 * 86_400),
             shutdown_grace: Duration::from_secs(30),
+            metrics_per_webhook: false,
+            depth_interval: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -116,6 +127,20 @@ impl WorkerOptions {
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`metrics_per_webhook`](Self::metrics_per_webhook).
+    #[must_use]
+    pub fn metrics_per_webhook(mut self, on: bool) -> Self {
+        self.metrics_per_webhook = on;
+        self
+    }
+
+    /// Sets [`depth_interval`](Self::depth_interval).
+    #[must_use]
+    pub fn depth_interval(mut self, interval: Option<Duration>) -> Self {
+        self.depth_interval = interval;
         self
     }
 }
@@ -352,6 +377,11 @@ impl Drop for EndpointSlot {
     }
 }
 
+/// The span of one settle: `kind` is `attempted`, `abandoned` or `released`.
+fn settle_span(delivery: DeliveryId, kind: &'static str) -> tracing::Span {
+    tracing::debug_span!(target: "dataops_webhooks", "settle", delivery_id = %delivery, kind)
+}
+
 /// Resolves when the queue signals arrivals from elsewhere; never, for a queue without.
 async fn arrived(signal: Option<&Notify>) {
     match signal {
@@ -409,6 +439,14 @@ pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle 
     // Counted from the start, not from the task's first poll: a caller that checks right
     // after starting sees it.
     let running = Running::new(&worker.parts.running);
+    crate::telemetry::describe();
+    if let Some(interval) = worker.options.depth_interval {
+        tokio::spawn(depth::sample(
+            worker.parts.queue.clone(),
+            interval,
+            stopped.clone(),
+        ));
+    }
     let task = tokio::spawn(worker.run(stopped, running));
     WorkerHandle {
         stop,
@@ -465,6 +503,15 @@ impl Worker {
         error: impl Retryable,
     ) {
         let transient = error.retryable();
+        crate::telemetry::backend_error(operation.as_str());
+        tracing::warn!(
+            target: "dataops_webhooks",
+            operation = operation.as_str(),
+            delivery_id = delivery_id.map(tracing::field::display),
+            transient,
+            error = %crate::telemetry::chain(&error),
+            "the delivery queue or config store failed; the worker keeps trying"
+        );
         self.tell(HostEvent::BackendError(BackendFailure::new(
             operation,
             delivery_id,
@@ -499,13 +546,22 @@ impl Worker {
                 continue;
             }
             let request = self.claim_request(&waiting, spare.len());
-            let claims = match self.parts.queue.claim(&request).await {
+            let span = tracing::debug_span!(target: "dataops_webhooks", "claim",
+                limit = request.limit, claimed = tracing::field::Empty);
+            let claims = match self
+                .parts
+                .queue
+                .claim(&request)
+                .instrument(span.clone())
+                .await
+            {
                 Ok(claims) => claims,
                 Err(error) => {
                     self.backend_failed(BackendOperation::Claim, None, error);
                     Vec::new()
                 }
             };
+            span.record("claimed", claims.len());
             let full = claims.len() >= request.limit;
             let found = !claims.is_empty();
             for claim in claims {
@@ -664,17 +720,40 @@ impl Worker {
             settled: false,
             _permit: permit,
         };
-        tasks.spawn(async move {
+        let span = tracing::info_span!(
+            target: "dataops_webhooks",
+            "attempt",
+            delivery_id = %id,
+            webhook_id = %webhook,
+            event_type = claim.delivery.event_type.as_str(),
+            attempt = claim.delivery.attempts.saturating_add(1),
+            url_host = tracing::field::Empty,
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            error_kind = tracing::field::Empty,
+            decision = tracing::field::Empty,
+            retry_at = tracing::field::Empty,
+            disabled = tracing::field::Empty,
+        );
+        let attempt = async move {
             in_flight.worker.attempt(claim, slot).await;
             in_flight.settled();
-        });
+        };
+        // Unwrapped when nobody listens: no subscriber, no cost.
+        if span.is_disabled() {
+            tasks.spawn(attempt);
+        } else {
+            tasks.spawn(attempt.instrument(span));
+        }
     }
 
     async fn release(&self, id: DeliveryId, lease: LeaseId) {
+        let span = settle_span(id, "released");
         if let Err(error) = self
             .parts
             .queue
             .finish(&id, lease, Finish::Released, Utc::now())
+            .instrument(span)
             .await
         {
             // The lease expires on its own; the delivery is claimed again then.

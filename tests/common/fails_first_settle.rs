@@ -1,0 +1,66 @@
+//! A queue whose first settle fails, for the tests of how backend failures are reported.
+
+use dataops_webhooks::queue::{DeliveryQuery, DeliveryRecord};
+
+/// A queue whose first settle fails, over a memory queue.
+#[derive(Debug, Default)]
+pub(crate) struct FailsFirstSettle {
+    inner: dataops_webhooks::queue::MemoryQueue,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl dataops_webhooks::DeliveryQueue for FailsFirstSettle {
+    async fn enqueue(
+        &self,
+        event: dataops_webhooks::queue::NewEvent,
+    ) -> Result<dataops_webhooks::queue::Enqueued, dataops_webhooks::queue::QueueError> {
+        self.inner.enqueue(event).await
+    }
+    async fn claim(
+        &self,
+        request: &dataops_webhooks::queue::ClaimRequest,
+    ) -> Result<Vec<dataops_webhooks::queue::Claim>, dataops_webhooks::queue::QueueError> {
+        self.inner.claim(request).await
+    }
+    async fn finish(
+        &self,
+        delivery: &dataops_webhooks::webhook::DeliveryId,
+        lease: dataops_webhooks::queue::LeaseId,
+        finish: dataops_webhooks::queue::Finish,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<dataops_webhooks::queue::FinishReport, dataops_webhooks::queue::QueueError> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(dataops_webhooks::queue::QueueError::backend(
+                "the outbox is unreachable",
+                std::io::Error::other("connection refused"),
+            ));
+        }
+        self.inner.finish(delivery, lease, finish, now).await
+    }
+    async fn get_delivery(
+        &self,
+        id: &dataops_webhooks::webhook::DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, dataops_webhooks::queue::QueueError> {
+        self.inner.get_delivery(id).await
+    }
+    async fn list_deliveries(
+        &self,
+        query: &DeliveryQuery,
+    ) -> Result<dataops_webhooks::queue::DeliveryPage, dataops_webhooks::queue::QueueError> {
+        self.inner.list_deliveries(query).await
+    }
+    async fn attempts(
+        &self,
+        id: &dataops_webhooks::webhook::DeliveryId,
+    ) -> Result<Vec<dataops_webhooks::queue::AttemptLog>, dataops_webhooks::queue::QueueError> {
+        self.inner.attempts(id).await
+    }
+    async fn redeliver(
+        &self,
+        id: &dataops_webhooks::webhook::DeliveryId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, dataops_webhooks::queue::QueueError> {
+        self.inner.redeliver(id, now).await
+    }
+}
