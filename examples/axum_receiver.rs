@@ -56,8 +56,10 @@ async fn receive(
         .unwrap_or("-")
         .to_owned();
     match verifier.receive(&headers, &body) {
-        Ok(event) => {
-            println!("{delivery} {}", describe(&event));
+        Ok(received) => {
+            // The delivery id is the same across retries: a real receiver drops repeats by it.
+            let id = received.delivery_id.as_deref().unwrap_or("-");
+            println!("{id} {}", describe(&received.event));
             (StatusCode::NO_CONTENT, String::new())
         }
         Err(ReceiveError::Parse(ParseError::UnknownEvent(unknown))) => {

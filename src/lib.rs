@@ -67,7 +67,8 @@
 //! use dataops_webhooks::{Event, EventType};
 //!
 //! fn handle(secret: &Secret, headers: &http::HeaderMap, body: &[u8]) -> Result<EventType, Box<dyn std::error::Error>> {
-//!     let event: Event = Verifier::new(secret.clone()).receive(headers, body)?; // 401 / 400 on error
+//!     let received = Verifier::new(secret.clone()).receive(headers, body)?; // 401 / 400 on error
+//!     let event: Event = received.event; // received.delivery_id: the same across retries
 //!     Ok(event.event_type())
 //! }
 //! # let _ = handle;

@@ -19,8 +19,9 @@
 //! headers.insert("webhook-signature", signing::standard_signature(key, "dlv_1", 1714564800, body).parse()?);
 //!
 //! let verifier = Verifier::new(secret).with_clock(|| 1714564800 + 30);
-//! let event = verifier.receive(&headers, body)?;
-//! assert_eq!(event.project(), "p");
+//! let received = verifier.receive(&headers, body)?;
+//! assert_eq!(received.delivery_id.as_deref(), Some("dlv_1"));
+//! assert_eq!(received.event.project(), "p");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -35,12 +36,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 
-use crate::secret::Secret;
+use crate::secret::{PublicKey, Secret};
 use crate::signing::{
-    self, SignatureScheme, SignatureSchemes, AQUARIUM_SECRET, HUB_SIGNATURE, HUB_SIGNATURE_256,
-    WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
+    self, SignatureScheme, SignatureSchemes, AQUARIUM_SECRET, DELIVERY_ID_HEADERS, HUB_SIGNATURE,
+    HUB_SIGNATURE_256, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
 };
-use crate::{Event, ParseError};
+use crate::{Event, EventType, ParseError};
 
 /// The default Standard Webhooks timestamp tolerance: five minutes either way.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
@@ -49,11 +50,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-/// Checks requests against one or more secrets (several during a rotation).
+/// Checks requests against one or more secrets or public keys (several during a rotation).
 #[derive(Clone)]
 #[must_use]
 pub struct Verifier {
     secrets: Vec<Secret>,
+    public_keys: Vec<PublicKey>,
     schemes: SignatureSchemes,
     tolerance: Duration,
     max_body_bytes: usize,
@@ -64,6 +66,7 @@ impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
             .field("secrets", &self.secrets.len())
+            .field("public_keys", &self.public_keys)
             .field("schemes", &self.schemes)
             .field("tolerance", &self.tolerance)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -73,10 +76,21 @@ impl fmt::Debug for Verifier {
 
 impl Verifier {
     /// A verifier for `secret` that accepts every scheme, with a five-minute tolerance and
-    /// the system clock.
+    /// the system clock. An asymmetric (`whsk_`) secret verifies with its public key.
     pub fn new(secret: Secret) -> Self {
+        Self::with_keys(Vec::new(), Vec::new()).also_accept(secret)
+    }
+
+    /// A verifier of Standard Webhooks asymmetric (`v1a`) signatures made with the key whose
+    /// public half is `key` — what a receiver is given instead of a secret.
+    pub fn public_key(key: PublicKey) -> Self {
+        Self::with_keys(Vec::new(), vec![key])
+    }
+
+    fn with_keys(secrets: Vec<Secret>, public_keys: Vec<PublicKey>) -> Self {
         Self {
-            secrets: vec![secret],
+            secrets,
+            public_keys,
             schemes: SignatureSchemes::of(SignatureScheme::ALL),
             tolerance: DEFAULT_TOLERANCE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -86,7 +100,16 @@ impl Verifier {
 
     /// Also accepts `secret`: keep the old one here while the platform rotates.
     pub fn also_accept(mut self, secret: Secret) -> Self {
-        self.secrets.push(secret);
+        match secret.public_key() {
+            Some(key) => self.public_keys.push(key),
+            None => self.secrets.push(secret),
+        }
+        self
+    }
+
+    /// Also accepts `v1a` signatures made with the key whose public half is `key`.
+    pub fn also_accept_public_key(mut self, key: PublicKey) -> Self {
+        self.public_keys.push(key);
         self
     }
 
@@ -185,12 +208,17 @@ impl Verifier {
             .iter()
             .filter_map(Secret::standard_key)
             .collect();
-        if keys.is_empty() {
+        if keys.is_empty() && self.public_keys.is_empty() {
             return Err(VerifyError::NoStandardSecret);
         }
+        // Space-separated `v1,…` (HMAC) and `v1a,…` (ed25519) signatures: one match is enough.
         let valid = signatures.split(' ').any(|signature| {
             keys.iter()
                 .any(|key| signing::verify_standard(key, id, timestamp, body, signature))
+                || self
+                    .public_keys
+                    .iter()
+                    .any(|key| signing::verify_asymmetric(key, id, timestamp, body, signature))
         });
         if valid {
             Ok(SignatureScheme::StandardWebhooks)
@@ -199,20 +227,54 @@ impl Verifier {
         }
     }
 
-    /// Verifies the request, then reads its body as an [`Event`].
+    /// Verifies the request, then reads its body as an [`Event`], with its delivery id (the
+    /// same across retries: drop duplicates by it) and the scheme that proved it.
     ///
     /// # Errors
     /// [`ReceiveError::BodyTooLarge`] (checked first, so a huge body costs nothing),
     /// [`ReceiveError::Verify`], or [`ReceiveError::Parse`].
-    pub fn receive(&self, headers: &HeaderMap, body: &[u8]) -> Result<Event, ReceiveError> {
+    pub fn receive(&self, headers: &HeaderMap, body: &[u8]) -> Result<Received, ReceiveError> {
         if body.len() > self.max_body_bytes {
             return Err(ReceiveError::BodyTooLarge {
                 actual: body.len(),
                 limit: self.max_body_bytes,
             });
         }
-        self.verify(headers, body)?;
-        Ok(Event::from_slice(body)?)
+        let scheme = self.verify(headers, body)?;
+        let event = Event::from_slice(body)?;
+        let delivery_id = DELIVERY_ID_HEADERS
+            .iter()
+            .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+            .map(str::to_owned);
+        Ok(Received {
+            delivery_id,
+            event_type: event.event_type(),
+            scheme,
+            event,
+        })
+    }
+}
+
+/// A verified request, read: what [`Verifier::receive`] returns.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Received {
+    /// The delivery id from whichever header carries it (`webhook-id`,
+    /// `X-Aquarium-Delivery`, `X-Labelbox-Id`, `X-GitHub-Delivery`, in that order); `None`
+    /// when the request has none.
+    pub delivery_id: Option<String>,
+    /// The event's type.
+    pub event_type: EventType,
+    /// The scheme whose signature proved the request.
+    pub scheme: SignatureScheme,
+    /// The event.
+    pub event: Event,
+}
+
+impl Received {
+    /// The event alone.
+    pub fn into_event(self) -> Event {
+        self.event
     }
 }
 

@@ -10,10 +10,26 @@
 //! | [`StandardWebhooks`](SignatureScheme::StandardWebhooks) | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` | HMAC-SHA256 of `id.timestamp.body` keyed by the decoded `whsec_` secret |
 //! | [`HubSignature`](SignatureScheme::HubSignature) | `X-Hub-Signature: sha1=<hex>`, `X-Hub-Signature-256: sha256=<hex>` | HMAC of the body keyed by the secret's text (Labelbox, GitHub) |
 //!
+//! A `whsk_` secret (see [`Secret`]) makes the Standard Webhooks signature asymmetric:
+//! `v1a,<base64 ed25519 signature of id.timestamp.body>`, which receivers check with the
+//! `whpk_` public key. Such a key signs nothing else.
+//!
 //! The default set is shared secret + Standard Webhooks: the platform's documented receivers
 //! (which compare `X-Aquarium-Secret`) keep working, and every Standard Webhooks verifier
 //! library works too. During a secret-rotation grace period the Standard Webhooks header
 //! carries one signature per valid secret; the other schemes use the newest secret only.
+//!
+//! A webhook's [`HeaderProfile`] names the id and event headers and, for the profiles of other
+//! platforms, fixes the signature:
+//!
+//! | profile | delivery id | event type | signature |
+//! |---|---|---|---|
+//! | [`Aquarium`](HeaderProfile::Aquarium) (default) | `X-Aquarium-Delivery` | `X-Aquarium-Event` | the webhook's schemes |
+//! | [`Labelbox`](HeaderProfile::Labelbox) | `X-Labelbox-Id` | `X-Labelbox-Event` | `X-Hub-Signature: sha1=…` only |
+//! | [`GitHub`](HeaderProfile::GitHub) | `X-GitHub-Delivery` | `X-GitHub-Event` | `X-Hub-Signature-256: sha256=…` only |
+//! | [`StandardWebhooks`](HeaderProfile::StandardWebhooks) | `webhook-id` | — | `webhook-timestamp`, `webhook-signature` only |
+//!
+//! The delivery id is the same across a delivery's retries in every profile.
 
 use std::fmt;
 
@@ -24,7 +40,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha1::Sha1;
 use sha2::Sha256;
 
-use crate::secret::Secret;
+use crate::secret::{PublicKey, Secret};
 
 /// Header of the shared-secret scheme, as the platform's receivers read it.
 pub const AQUARIUM_SECRET: &str = "x-aquarium-secret";
@@ -42,6 +58,179 @@ pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 pub const HUB_SIGNATURE: &str = "x-hub-signature";
 /// Hub signature with HMAC-SHA256 (GitHub).
 pub const HUB_SIGNATURE_256: &str = "x-hub-signature-256";
+/// Labelbox profile: the delivery id.
+pub const LABELBOX_ID: &str = "x-labelbox-id";
+/// Labelbox profile: the event type.
+pub const LABELBOX_EVENT: &str = "x-labelbox-event";
+/// GitHub profile: the delivery id.
+pub const GITHUB_DELIVERY: &str = "x-github-delivery";
+/// GitHub profile: the event type.
+pub const GITHUB_EVENT: &str = "x-github-event";
+/// Every header that carries a delivery id, in the order a receiver looks for one.
+pub const DELIVERY_ID_HEADERS: [&str; 4] =
+    [WEBHOOK_ID, AQUARIUM_DELIVERY, LABELBOX_ID, GITHUB_DELIVERY];
+
+/// The header conventions a webhook's requests follow: which headers carry the delivery id
+/// and the event type, and, for other platforms' conventions, which signature. See the
+/// [module docs](self) for the table. Receivers written for those platforms work unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum HeaderProfile {
+    /// `X-Aquarium-Delivery`, `X-Aquarium-Event`, signed by the webhook's schemes.
+    #[default]
+    Aquarium,
+    /// Labelbox's: `X-Labelbox-Id`, `X-Labelbox-Event`, `X-Hub-Signature: sha1=…`.
+    Labelbox,
+    /// GitHub's: `X-GitHub-Delivery`, `X-GitHub-Event`, `X-Hub-Signature-256: sha256=…`.
+    #[serde(rename = "github")]
+    GitHub,
+    /// Standard Webhooks only: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks,
+}
+
+impl HeaderProfile {
+    /// Every profile.
+    pub const ALL: [HeaderProfile; 4] = [
+        Self::Aquarium,
+        Self::Labelbox,
+        Self::GitHub,
+        Self::StandardWebhooks,
+    ];
+
+    /// The profile's name in configuration: `aquarium`, `labelbox`, `github`,
+    /// `standard-webhooks`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Aquarium => "aquarium",
+            Self::Labelbox => "labelbox",
+            Self::GitHub => "github",
+            Self::StandardWebhooks => "standard-webhooks",
+        }
+    }
+
+    /// The header carrying the delivery id.
+    pub const fn id_header(self) -> &'static str {
+        match self {
+            Self::Aquarium => AQUARIUM_DELIVERY,
+            Self::Labelbox => LABELBOX_ID,
+            Self::GitHub => GITHUB_DELIVERY,
+            Self::StandardWebhooks => WEBHOOK_ID,
+        }
+    }
+
+    /// The header carrying the event type, if the profile has one.
+    pub const fn event_header(self) -> Option<&'static str> {
+        match self {
+            Self::Aquarium => Some(AQUARIUM_EVENT),
+            Self::Labelbox => Some(LABELBOX_EVENT),
+            Self::GitHub => Some(GITHUB_EVENT),
+            Self::StandardWebhooks => None,
+        }
+    }
+
+    /// What signs a request under this profile: the webhook's own `schemes` for the
+    /// platform's profile, the profile's fixed choice otherwise.
+    pub fn signature(self, schemes: SignatureSchemes) -> Signature {
+        match self {
+            Self::Aquarium => Signature::Schemes(schemes),
+            Self::Labelbox => Signature::HubSha1,
+            Self::GitHub => Signature::HubSha256,
+            Self::StandardWebhooks => {
+                Signature::Schemes(SignatureSchemes::of([SignatureScheme::StandardWebhooks]))
+            }
+        }
+    }
+}
+
+impl fmt::Display for HeaderProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for HeaderProfile {
+    type Err = UnknownProfile;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownProfile(s.chars().take(64).collect()))
+    }
+}
+
+/// A profile name this crate does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown header profile `{0}`; known profiles are aquarium, labelbox, github, standard-webhooks")]
+pub struct UnknownProfile(String);
+
+/// The signature headers a request carries, as its [`HeaderProfile`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Signature {
+    /// Each scheme of the set, as [`signature_headers`] writes them.
+    Schemes(SignatureSchemes),
+    /// `X-Hub-Signature: sha1=…` alone (Labelbox).
+    HubSha1,
+    /// `X-Hub-Signature-256: sha256=…` alone (GitHub).
+    HubSha256,
+}
+
+impl Signature {
+    /// Whether `secret` can make this signature: an asymmetric key makes only Standard
+    /// Webhooks signatures, and Standard Webhooks needs a `whsec_` or `whsk_` secret.
+    ///
+    /// # Errors
+    /// The [`SigningError`] a send would meet.
+    pub fn check(self, secret: &Secret) -> Result<(), SigningError> {
+        let standard = secret.standard_key().is_some() || secret.is_asymmetric();
+        match self {
+            Self::Schemes(schemes) => {
+                if schemes.contains(SignatureScheme::StandardWebhooks) && !standard {
+                    return Err(SigningError::NotAStandardSecret);
+                }
+                let others = schemes.contains(SignatureScheme::SharedSecret)
+                    || schemes.contains(SignatureScheme::HubSignature);
+                if others && secret.is_asymmetric() {
+                    return Err(SigningError::AsymmetricKey);
+                }
+                Ok(())
+            }
+            Self::HubSha1 | Self::HubSha256 if secret.is_asymmetric() => {
+                Err(SigningError::AsymmetricKey)
+            }
+            Self::HubSha1 | Self::HubSha256 => Ok(()),
+        }
+    }
+
+    /// The signature headers for one attempt, as `(lower-case name, value)` pairs.
+    ///
+    /// # Errors
+    /// As [`check`](Self::check).
+    pub fn headers(
+        self,
+        secrets: SigningSecrets<'_>,
+        delivery_id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<Vec<(&'static str, String)>, SigningError> {
+        match self {
+            Self::Schemes(schemes) => {
+                signature_headers(schemes, secrets, delivery_id, timestamp, body)
+            }
+            Self::HubSha1 | Self::HubSha256 => {
+                self.check(secrets.current)?;
+                let key = secrets.current.hub_key();
+                Ok(vec![if self == Self::HubSha1 {
+                    (HUB_SIGNATURE, hub_sha1(key, body))
+                } else {
+                    (HUB_SIGNATURE_256, hub_sha256(key, body))
+                }])
+            }
+        }
+    }
+}
 
 /// One way of proving to a receiver that a request came from the platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -184,9 +373,14 @@ pub struct SigningSecrets<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SigningError {
-    /// Standard Webhooks needs a `whsec_` secret; this webhook's secret is a plain one.
-    #[error("the Standard Webhooks scheme needs a `whsec_` secret, and this webhook's secret is a plain one: generate a new secret or drop the scheme")]
+    /// Standard Webhooks needs a `whsec_` secret (or a `whsk_` key); this webhook's secret is
+    /// a plain one.
+    #[error("the Standard Webhooks scheme needs a `whsec_` secret or a `whsk_` key, and this webhook's secret is a plain one: generate a new secret or drop the scheme")]
     NotAStandardSecret,
+    /// An asymmetric (`whsk_`) key signs only Standard Webhooks; the webhook asks for the
+    /// shared-secret header or a hub signature too.
+    #[error("an asymmetric `whsk_` key signs only Standard Webhooks: use the standard-webhooks scheme alone (or the Standard Webhooks profile), or a symmetric secret")]
+    AsymmetricKey,
 }
 
 /// The signature headers for one attempt, as `(lower-case name, value)` pairs in a fixed
@@ -205,24 +399,33 @@ pub fn signature_headers(
     for scheme in schemes.iter() {
         match scheme {
             SignatureScheme::SharedSecret => {
+                if secrets.current.is_asymmetric() {
+                    return Err(SigningError::AsymmetricKey);
+                }
                 headers.push((AQUARIUM_SECRET, secrets.current.expose().to_owned()));
             }
             SignatureScheme::StandardWebhooks => {
                 let mut value = String::new();
                 for secret in std::iter::once(secrets.current).chain(secrets.previous) {
-                    let key = secret
-                        .standard_key()
-                        .ok_or(SigningError::NotAStandardSecret)?;
                     if !value.is_empty() {
                         value.push(' ');
                     }
-                    value.push_str(&standard_signature(key, delivery_id, timestamp, body));
+                    if let Some(key) = secret.standard_key() {
+                        value.push_str(&standard_signature(key, delivery_id, timestamp, body));
+                    } else if let Some(key) = secret.signing_key() {
+                        value.push_str(&asymmetric_signature(key, delivery_id, timestamp, body));
+                    } else {
+                        return Err(SigningError::NotAStandardSecret);
+                    }
                 }
                 headers.push((WEBHOOK_ID, delivery_id.to_owned()));
                 headers.push((WEBHOOK_TIMESTAMP, timestamp.to_string()));
                 headers.push((WEBHOOK_SIGNATURE, value));
             }
             SignatureScheme::HubSignature => {
+                if secrets.current.is_asymmetric() {
+                    return Err(SigningError::AsymmetricKey);
+                }
                 let key = secrets.current.hub_key();
                 headers.push((HUB_SIGNATURE, hub_sha1(key, body)));
                 headers.push((HUB_SIGNATURE_256, hub_sha256(key, body)));
@@ -241,6 +444,58 @@ pub fn standard_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> 
     signature.push_str("v1,");
     STANDARD.encode_string(digest, &mut signature);
     signature
+}
+
+/// `v1a,<base64 ed25519 signature of "{id}.{timestamp}.{body}">`, the Standard Webhooks
+/// asymmetric signature.
+pub fn asymmetric_signature(
+    key: &ed25519_dalek::SigningKey,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    use ed25519_dalek::Signer as _;
+    let signature = key.sign(&signed_content(id, timestamp, body));
+    let mut text = String::with_capacity(4 + 88);
+    text.push_str("v1a,");
+    STANDARD.encode_string(signature.to_bytes(), &mut text);
+    text
+}
+
+/// Checks one `v1a,<base64>` Standard Webhooks asymmetric signature with `key`. Signatures of
+/// other versions, and malformed ones, do not match.
+pub fn verify_asymmetric(
+    key: &PublicKey,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+    signature: &str,
+) -> bool {
+    let Some(encoded) = signature.strip_prefix("v1a,") else {
+        return false;
+    };
+    let Ok(bytes) = STANDARD.decode(encoded) else {
+        return false;
+    };
+    let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    let signature = ed25519_dalek::Signature::from_bytes(&bytes);
+    key.key()
+        .verify_strict(&signed_content(id, timestamp, body), &signature)
+        .is_ok()
+}
+
+/// The Standard Webhooks signed content `{id}.{timestamp}.{body}`.
+fn signed_content(id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let timestamp = timestamp.to_string();
+    let mut content = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+    content.extend_from_slice(id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
 }
 
 /// `sha1=<hex HMAC-SHA1 of body>`, the `X-Hub-Signature` value.

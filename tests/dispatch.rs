@@ -224,10 +224,14 @@ async fn every_scheme_passes_an_independent_verifier() {
     assert_eq!(request.header("x-hub-signature"), Some(sha1.as_str()));
     assert_eq!(request.header("x-hub-signature-256"), Some(sha256.as_str()));
     // And the crate's own receiver.
-    let event = Verifier::new(secret)
+    let received = Verifier::new(secret)
         .receive(&request.headers, &request.body)
         .expect("receive");
-    assert_eq!(event, exported("p"));
+    assert_eq!(received.event, exported("p"));
+    assert_eq!(
+        received.delivery_id.as_deref(),
+        request.header("x-aquarium-delivery")
+    );
 }
 
 #[tokio::test]

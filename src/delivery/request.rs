@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-use crate::signing::{self, SigningSecrets, AQUARIUM_DELIVERY, AQUARIUM_EVENT};
+use crate::signing::SigningSecrets;
 use crate::transport::RedactedHeaders;
 use crate::webhook::{validate, DeliveryId, SigningKeys, Webhook, WebhookId};
 use crate::EventType;
@@ -81,7 +81,7 @@ pub(crate) fn secrets_for<'a>(
     match (&webhook.secret, org_keys) {
         (Some(own), _) => Some(SigningSecrets {
             current: own,
-            previous: &[],
+            previous: webhook.valid_previous_secrets(now),
         }),
         (None, Some(keys)) => Some(SigningSecrets {
             current: &keys.current,
@@ -91,8 +91,9 @@ pub(crate) fn secrets_for<'a>(
     }
 }
 
-/// Every header of one attempt, in a fixed order: content type, user agent, delivery id,
-/// event type, the webhook's custom headers, then the signatures.
+/// Every header of one attempt, in a fixed order: content type, user agent, the delivery id
+/// and event type headers of the webhook's [profile](crate::signing::HeaderProfile), the
+/// webhook's custom headers, then the signatures the profile asks for.
 ///
 /// The crate's own headers always win: a custom header whose name is reserved (in any letter
 /// case) or already set is left out. [`CustomHeaders`](crate::webhook::CustomHeaders) cannot
@@ -119,15 +120,18 @@ pub(crate) fn headers(
         HeaderValue::from_static(crate::USER_AGENT),
     );
     let delivery = delivery_id.to_string();
+    let profile = webhook.profile;
     insert(
         &mut map,
-        HeaderName::from_static(AQUARIUM_DELIVERY),
+        HeaderName::from_static(profile.id_header()),
         delivery.clone(),
     )?;
-    map.insert(
-        HeaderName::from_static(AQUARIUM_EVENT),
-        HeaderValue::from_static(event_type.as_str()),
-    );
+    if let Some(name) = profile.event_header() {
+        map.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(event_type.as_str()),
+        );
+    }
     for (name, value) in webhook.headers.iter() {
         if validate::is_reserved(name) {
             continue;
@@ -139,9 +143,10 @@ pub(crate) fn headers(
         }
     }
     if let Some(secrets) = secrets_for(webhook, org_keys, at) {
-        let signed =
-            signing::signature_headers(webhook.schemes, secrets, &delivery, at.timestamp(), body)
-                .map_err(|e| RequestError {
+        let signed = profile
+            .signature(webhook.schemes)
+            .headers(secrets, &delivery, at.timestamp(), body)
+            .map_err(|e| RequestError {
                 message: format!("the secret cannot sign: {e}; fix it with Webhooks::update"),
             })?;
         for (name, value) in signed {
@@ -184,7 +189,7 @@ pub struct RequestError {
 mod tests {
     use super::*;
     use crate::secret::Secret;
-    use crate::signing::SignatureSchemes;
+    use crate::signing::{SignatureSchemes, AQUARIUM_DELIVERY};
     use crate::webhook::validate::tests::reserved_spellings;
     use crate::webhook::{CustomHeaders, EventFilter, OrgId, Scope, WebhookStatus};
 
@@ -201,6 +206,8 @@ mod tests {
             headers,
             secret: Some(Secret::generate().expect("random")),
             schemes: SignatureSchemes::NONE.with(crate::signing::SignatureScheme::HubSignature),
+            profile: crate::signing::HeaderProfile::default(),
+            previous_secret: None,
             created_at: now,
             updated_at: now,
             revision: 0,

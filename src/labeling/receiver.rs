@@ -7,7 +7,6 @@ use http::{HeaderMap, Response, StatusCode};
 
 use crate::event::ExportedIssue;
 use crate::receiver::{ReceiveError, Verifier};
-use crate::signing::{AQUARIUM_DELIVERY, WEBHOOK_ID};
 use crate::{Event, ParseError};
 
 /// Verifies, parses and routes webhook requests: `issue-exported` to a handler, the test
@@ -82,8 +81,8 @@ impl ExportReceiver {
     /// [`ReceiveError::Verify`] for a bad or missing signature, [`ReceiveError::Parse`] for a
     /// body that is not a valid event, [`ReceiveError::BodyTooLarge`].
     pub fn route(&self, headers: &HeaderMap, body: &[u8]) -> Result<Routed, ReceiveError> {
-        let event = match self.verifier.receive(headers, body) {
-            Ok(event) => event,
+        let received = match self.verifier.receive(headers, body) {
+            Ok(received) => received,
             Err(ReceiveError::Parse(ParseError::UnknownEvent(unknown))) => {
                 return Ok(Routed::NotHandled {
                     event: unknown.name().to_owned(),
@@ -91,9 +90,9 @@ impl ExportReceiver {
             }
             Err(other) => return Err(other),
         };
-        Ok(match event {
+        Ok(match received.event {
             Event::IssueExported(exported) => Routed::Export(Export {
-                delivery_id: delivery_id(headers),
+                delivery_id: received.delivery_id,
                 project: exported.project,
                 issue: exported.issue,
             }),
@@ -146,13 +145,6 @@ impl ExportReceiver {
             Err(e) => respond(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
-}
-
-fn delivery_id(headers: &HeaderMap) -> Option<String> {
-    [WEBHOOK_ID, AQUARIUM_DELIVERY]
-        .iter()
-        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
-        .map(str::to_owned)
 }
 
 fn respond(status: StatusCode, body: String) -> Response<String> {

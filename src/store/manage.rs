@@ -130,6 +130,8 @@ impl Webhooks {
             headers: new.headers,
             secret: new.secret,
             schemes: new.schemes,
+            profile: new.profile,
+            previous_secret: None,
             created_at: now,
             updated_at: now,
             revision: 0,
@@ -191,9 +193,11 @@ impl Webhooks {
             validate::description(description.as_deref())?;
             webhook.description = description;
         }
-        if let Some(schemes) = update.schemes {
-            validate::secret_fits(webhook.secret.as_ref(), schemes)?;
-            webhook.schemes = schemes;
+        if update.schemes.is_some() || update.profile.is_some() {
+            let schemes = update.schemes.unwrap_or(webhook.schemes);
+            let profile = update.profile.unwrap_or(webhook.profile);
+            validate::secret_fits(webhook.secret.as_ref(), profile, schemes)?;
+            (webhook.schemes, webhook.profile) = (schemes, profile);
         }
         if let Some(active) = update.active {
             webhook.status = if active {
@@ -268,22 +272,83 @@ impl Webhooks {
         org: &OrgId,
         grace: Duration,
     ) -> Result<Secret, ManageError> {
+        let secret = Secret::generate()?;
+        self.replace_org_secret(org, secret.clone(), grace).await?;
+        Ok(secret)
+    }
+
+    /// Sets the organization's secret to one that already exists at its receivers (a
+    /// platform moving endpoints over keeps their secrets; see [`Secret::import`]), and
+    /// returns nothing to show: the user has it. The previous secret, if any, keeps signing
+    /// Standard Webhooks requests for `grace` (zero: it stops at once).
+    ///
+    /// # Errors
+    /// [`ManageError::Store`].
+    pub async fn import_org_secret(
+        &self,
+        org: &OrgId,
+        secret: Secret,
+        grace: Duration,
+    ) -> Result<(), ManageError> {
+        self.replace_org_secret(org, secret, grace).await
+    }
+
+    /// The organization's secret becomes `secret`; the old one signs for `grace`.
+    async fn replace_org_secret(
+        &self,
+        org: &OrgId,
+        secret: Secret,
+        grace: Duration,
+    ) -> Result<(), ManageError> {
         org_id(org)?;
         let now = now();
-        let secret = Secret::generate()?;
-        let mut keys = SigningKeys::new(secret.clone(), now);
+        let mut keys = SigningKeys::new(secret, now);
         if let Some(old) = self.store.signing_keys(org).await? {
-            let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-            if grace > chrono::Duration::zero() {
-                keys.previous = Some(PreviousSecret {
-                    secret: old.current,
-                    expires_at: now
-                        .checked_add_signed(grace)
-                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
-                });
-            }
+            keys.previous = previous(old.current, now, grace);
         }
         self.store.put_signing_keys(org, &keys).await?;
+        Ok(())
+    }
+
+    /// Gives a webhook a new secret of its own and returns it: show it once. `secret` is an
+    /// existing one to import, or `None` to generate one of the same kind as the webhook's
+    /// current secret (an asymmetric key for an asymmetric key, else `whsec_`).
+    ///
+    /// The replaced secret keeps signing for `grace`: under Standard Webhooks each request
+    /// carries a signature by each secret until it ends, so a receiver holding only the old
+    /// secret keeps verifying. The shared-secret header and hub signatures carry the new
+    /// secret at once (a header holds one value; the platform's documentation says a new key
+    /// replaces the old one at once). A webhook that signed with its organization's secret
+    /// starts signing with its own. Rotating again within the grace period keeps only the
+    /// latest replaced secret.
+    ///
+    /// # Errors
+    /// [`ManageError::Invalid`] when the secret cannot sign the webhook's profile or schemes
+    /// (nothing changed); as [`update`](Self::update).
+    pub async fn rotate_secret(
+        &self,
+        id: &WebhookId,
+        secret: Option<Secret>,
+        grace: Duration,
+    ) -> Result<Secret, ManageError> {
+        let mut webhook = self.get(id).await?;
+        let secret = match secret {
+            Some(secret) => secret,
+            None if webhook.secret.as_ref().is_some_and(Secret::is_asymmetric) => {
+                Secret::generate_asymmetric()?
+            }
+            None => Secret::generate()?,
+        };
+        validate::secret_fits(Some(&secret), webhook.profile, webhook.schemes)?;
+        let now = now();
+        webhook.previous_secret = webhook
+            .secret
+            .replace(secret.clone())
+            .and_then(|old| previous(old, now, grace));
+        webhook.updated_at = now;
+        let read_at = webhook.revision;
+        webhook.revision = read_at.saturating_add(1);
+        self.store.update_webhook(&webhook, read_at).await?;
         Ok(secret)
     }
 
@@ -295,6 +360,17 @@ impl Webhooks {
         org_id(org)?;
         Ok(self.store.signing_keys(org).await?.is_some())
     }
+}
+
+/// `old` in its grace period from `now`, or nothing for a zero grace.
+fn previous(old: Secret, now: DateTime<Utc>, grace: Duration) -> Option<PreviousSecret> {
+    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    (grace > chrono::Duration::zero()).then(|| PreviousSecret {
+        secret: old,
+        expires_at: now
+            .checked_add_signed(grace)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    })
 }
 
 /// Checks an organization id a call was given.

@@ -35,6 +35,8 @@ fn webhook(org_name: &str, scope: Scope) -> Webhook {
         headers: CustomHeaders::new(),
         secret: None,
         schemes: SignatureSchemes::default(),
+        profile: crate::signing::HeaderProfile::default(),
+        previous_secret: None,
         created_at: at,
         updated_at: at,
         revision: 0,

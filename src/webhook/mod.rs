@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::secret::Secret;
-use crate::signing::SignatureSchemes;
+use crate::signing::{HeaderProfile, SignatureSchemes};
 use crate::EventType;
 
 pub use id::{BadId, DeliveryId, EventId, OrgId, WebhookId};
@@ -280,8 +280,16 @@ pub struct Webhook {
     /// Its own secret; `None` signs with the organization's.
     #[serde(with = "secret_text")]
     pub secret: Option<Secret>,
-    /// How requests are signed.
+    /// How requests are signed (under the [`Aquarium`](HeaderProfile::Aquarium) profile).
     pub schemes: SignatureSchemes,
+    /// Which headers carry the delivery id and event type, and which signature other
+    /// platforms' profiles use. Records stored before it existed read as the default.
+    #[serde(default)]
+    pub profile: HeaderProfile,
+    /// Its own replaced secret, still signing (Standard Webhooks only) until it expires;
+    /// see [`Webhooks::rotate_secret`](crate::Webhooks::rotate_secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
@@ -295,6 +303,14 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// Its own replaced secrets still valid at `now` (empty once the grace period ended).
+    pub fn valid_previous_secrets(&self, now: DateTime<Utc>) -> &[Secret] {
+        match &self.previous_secret {
+            Some(p) if p.expires_at > now => std::slice::from_ref(&p.secret),
+            _ => &[],
+        }
+    }
+
     /// Whether an event of `event_type` in `project` is delivered to this webhook now.
     pub fn receives(&self, project: &str, event_type: EventType) -> bool {
         self.status.is_active()
@@ -335,6 +351,8 @@ pub struct NewWebhook {
     pub secret: Option<Secret>,
     /// How requests are signed (default: shared secret + Standard Webhooks).
     pub schemes: SignatureSchemes,
+    /// Which header conventions its requests follow (default: the platform's).
+    pub profile: HeaderProfile,
     /// The first header [`header`](Self::header) refused, reported by `create`.
     header_error: Option<WebhookError>,
 }
@@ -353,6 +371,7 @@ impl NewWebhook {
             headers: CustomHeaders::new(),
             secret: None,
             schemes: SignatureSchemes::default(),
+            profile: HeaderProfile::default(),
             header_error: None,
         }
     }
@@ -416,6 +435,14 @@ impl NewWebhook {
         self.schemes = schemes;
         self
     }
+
+    /// Sets the header profile: [`HeaderProfile::Labelbox`] for receivers written for
+    /// Labelbox, and so on.
+    #[must_use]
+    pub fn profile(mut self, profile: HeaderProfile) -> Self {
+        self.profile = profile;
+        self
+    }
 }
 
 /// A change to a webhook: every field left `None` stays as it is.
@@ -444,6 +471,8 @@ pub struct WebhookUpdate {
     pub description: Option<Option<String>>,
     /// New signature schemes.
     pub schemes: Option<SignatureSchemes>,
+    /// A new header profile.
+    pub profile: Option<HeaderProfile>,
 }
 
 impl WebhookUpdate {
@@ -491,6 +520,13 @@ impl WebhookUpdate {
     #[must_use]
     pub fn schemes(mut self, schemes: SignatureSchemes) -> Self {
         self.schemes = Some(schemes);
+        self
+    }
+
+    /// Changes the header profile.
+    #[must_use]
+    pub fn profile(mut self, profile: HeaderProfile) -> Self {
+        self.profile = Some(profile);
         self
     }
 }
@@ -556,7 +592,7 @@ mod secret_text {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
         Option::<String>::deserialize(d)?
-            .map(|text| Secret::parse(text).map_err(serde::de::Error::custom))
+            .map(|text| Secret::import(text).map_err(serde::de::Error::custom))
             .transpose()
     }
 
@@ -573,7 +609,7 @@ mod secret_text {
         pub(in crate::webhook) fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<Secret, D::Error> {
-            Secret::parse(String::deserialize(d)?).map_err(serde::de::Error::custom)
+            Secret::import(String::deserialize(d)?).map_err(serde::de::Error::custom)
         }
     }
 }

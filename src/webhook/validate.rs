@@ -8,7 +8,7 @@ use url::{Host, Url};
 use super::CustomHeaders;
 use super::{EventFilter, NewWebhook, Scope};
 use crate::secret::Secret;
-use crate::signing::{SignatureScheme, SignatureSchemes};
+use crate::signing::{HeaderProfile, SignatureSchemes, SigningError};
 use crate::transport::guard::{AddressPolicy, BlockedRange};
 use crate::{EventType, UnknownEventType};
 
@@ -148,8 +148,12 @@ pub enum WebhookError {
     #[error(transparent)]
     UnstorableText(#[from] UnstorableText),
     /// Standard Webhooks asked of a webhook whose own secret is a plain one.
-    #[error("the Standard Webhooks scheme needs a `whsec_` secret; generate one with Secret::generate, or leave that scheme out")]
+    #[error("the Standard Webhooks scheme needs a `whsec_` secret or a `whsk_` key; generate one with Secret::generate, or leave that scheme out")]
     SecretNotStandard,
+    /// An asymmetric (`whsk_`) key on a webhook whose profile or schemes also ask for the
+    /// shared-secret header or a hub signature, which it cannot make.
+    #[error("an asymmetric `whsk_` key signs only Standard Webhooks: choose the standard-webhooks scheme alone or the Standard Webhooks profile, or a symmetric secret")]
+    SecretAsymmetric,
 }
 
 /// Checks a whole [`NewWebhook`] and returns its parsed URL.
@@ -164,7 +168,7 @@ pub fn new_webhook(new: &NewWebhook, policy: &AddressPolicy) -> Result<Url, Webh
         return Err(error.clone());
     }
     description(new.description.as_deref())?;
-    secret_fits(new.secret.as_ref(), new.schemes)?;
+    secret_fits(new.secret.as_ref(), new.profile, new.schemes)?;
     Ok(url)
 }
 
@@ -339,25 +343,31 @@ pub fn description(text: Option<&str>) -> Result<(), WebhookError> {
     }
 }
 
-/// Checks that a webhook's own secret can sign its schemes.
+/// Checks that a webhook's own secret can make the signatures its profile and schemes ask
+/// for. (A webhook signed with its organization's secret is checked at each send: the
+/// organization's secret may change.)
 ///
 /// # Errors
-/// [`WebhookError::SecretNotStandard`].
-pub fn secret_fits(secret: Option<&Secret>, schemes: SignatureSchemes) -> Result<(), WebhookError> {
-    match secret {
-        Some(s)
-            if schemes.contains(SignatureScheme::StandardWebhooks)
-                && s.standard_key().is_none() =>
-        {
-            Err(WebhookError::SecretNotStandard)
-        }
-        _ => Ok(()),
+/// [`WebhookError::SecretNotStandard`]; [`WebhookError::SecretAsymmetric`].
+pub fn secret_fits(
+    secret: Option<&Secret>,
+    profile: HeaderProfile,
+    schemes: SignatureSchemes,
+) -> Result<(), WebhookError> {
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    match profile.signature(schemes).check(secret) {
+        Ok(()) => Ok(()),
+        Err(SigningError::AsymmetricKey) => Err(WebhookError::SecretAsymmetric),
+        Err(_) => Err(WebhookError::SecretNotStandard),
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::signing::SignatureScheme;
 
     fn guarded(text: &str) -> Result<Url, WebhookError> {
         url(text, &AddressPolicy::default())
@@ -544,11 +554,38 @@ pub(crate) mod tests {
         assert_eq!(scope(&Scope::Organization), Ok(()));
         assert!(description(Some(&"x".repeat(1001))).is_err());
         let plain = Secret::parse("labelbox-style-secret").expect("valid");
+        let aquarium = HeaderProfile::Aquarium;
         assert_eq!(
-            secret_fits(Some(&plain), SignatureSchemes::default()),
+            secret_fits(Some(&plain), aquarium, SignatureSchemes::default()),
             Err(WebhookError::SecretNotStandard)
         );
         let hub = SignatureSchemes::NONE.with(SignatureScheme::HubSignature);
-        assert_eq!(secret_fits(Some(&plain), hub), Ok(()));
+        assert_eq!(secret_fits(Some(&plain), aquarium, hub), Ok(()));
+        // Labelbox's profile signs with the hub scheme whatever the schemes say.
+        let labelbox = HeaderProfile::Labelbox;
+        let short = Secret::import("CHANGE-ME").expect("imported");
+        assert_eq!(
+            secret_fits(Some(&short), labelbox, SignatureSchemes::default()),
+            Ok(())
+        );
+        assert_eq!(
+            secret_fits(Some(&plain), HeaderProfile::StandardWebhooks, hub),
+            Err(WebhookError::SecretNotStandard)
+        );
+        let asymmetric = Secret::generate_asymmetric().expect("random");
+        assert_eq!(
+            secret_fits(Some(&asymmetric), aquarium, SignatureSchemes::default()),
+            Err(WebhookError::SecretAsymmetric)
+        );
+        assert_eq!(
+            secret_fits(Some(&asymmetric), labelbox, hub),
+            Err(WebhookError::SecretAsymmetric)
+        );
+        let standard = SignatureSchemes::NONE.with(SignatureScheme::StandardWebhooks);
+        assert_eq!(secret_fits(Some(&asymmetric), aquarium, standard), Ok(()));
+        assert_eq!(
+            secret_fits(Some(&asymmetric), HeaderProfile::StandardWebhooks, hub),
+            Ok(())
+        );
     }
 }
