@@ -106,6 +106,29 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     }
 }
 
+/// The process's subscriber: installed once, globally (a per-thread one misses callsites
+/// that another test's thread reached first while no subscriber listened). Tests hold
+/// [`serial`] and start from an empty capture.
+fn capture() -> Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    let capture = CAPTURE
+        .get_or_init(|| {
+            let capture = Capture::default();
+            tracing::subscriber::set_global_default(
+                tracing_subscriber::registry().with(capture.clone()),
+            )
+            .expect("the test subscriber is the only one");
+            capture
+        })
+        .clone();
+    let mut seen = capture.0.lock().expect("lock");
+    seen.open.clear();
+    seen.closed.clear();
+    seen.events.clear();
+    drop(seen);
+    capture
+}
+
 impl Capture {
     fn spans(&self, name: &str) -> Vec<SpanSeen> {
         let seen = self.0.lock().expect("lock");
@@ -151,10 +174,12 @@ fn snapshotter() -> &'static Snapshotter {
     })
 }
 
-/// Runs this binary's tests one at a time: the metrics recorder is process-wide.
+/// Runs this binary's tests one at a time: the metrics recorder and the tracing subscriber
+/// are process-wide.
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     snapshotter(); // installed before anything is recorded
+    capture();
     SERIAL.lock().await
 }
 
@@ -260,9 +285,7 @@ fn field<'a>(span: &'a SpanSeen, name: &str) -> &'a str {
 #[tokio::test]
 async fn delivered_retried_dead_and_disabled_are_traced_and_counted_without_secrets() {
     let _serial = serial().await;
-    let capture = Capture::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let capture = capture();
     metrics(); // drain what earlier tests recorded
     let server = Flaky::start().await;
     let d = dispatcher();
@@ -491,9 +514,7 @@ async fn delivered_retried_dead_and_disabled_are_traced_and_counted_without_secr
 #[tokio::test]
 async fn an_emit_without_a_worker_warns_once_and_an_unsigned_webhook_once() {
     let _serial = serial().await;
-    let capture = Capture::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let capture = capture();
     let server = Flaky::start().await;
     let d = dispatcher();
     // No organization secret, no secret of its own: sent unsigned.
@@ -552,6 +573,7 @@ async fn the_webhook_label_is_opt_in() {
 
 #[tokio::test]
 async fn an_operator_finds_test_sends_event_deliveries_and_statistics() {
+    let _serial = serial().await;
     let server = Flaky::start().await;
     let d = dispatcher();
     let ok = hook(&d, server.url("/ok")).await;
@@ -609,9 +631,7 @@ async fn an_operator_finds_test_sends_event_deliveries_and_statistics() {
 #[tokio::test]
 async fn a_backend_failure_is_warned_with_its_source_chain_and_counted() {
     let _serial = serial().await;
-    let capture = Capture::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let capture = capture();
     metrics(); // drain what earlier tests recorded
     let server = Flaky::start().await;
     let d = WebhookDispatcher::builder()
