@@ -10,7 +10,9 @@
 //! - [`event`]: the five platform events and the test event, written and read to the byte.
 //! - [`webhook`] and [`Webhooks`]: configuration (scope, URL, events, status, headers,
 //!   secrets) and its management; [`store`]: where it lives ([`ConfigStore`]).
-//! - [`signing`]: shared-secret header, Standard Webhooks v1 and hub signatures.
+//! - [`signing`]: shared-secret header, Standard Webhooks v1 (HMAC) and v1a (ed25519), hub
+//!   signatures, and header profiles ([`signing::HeaderProfile`]) for receivers written for
+//!   Labelbox, GitHub or Standard Webhooks.
 //! - [`transport`]: the [`Transport`] trait, the reqwest transport, the address guard.
 //! - [`Dispatcher`] / [`WebhookDispatcher`]: emit, send a test, preview.
 //! - [`queue`] ([`DeliveryQueue`]): the outbox, attempt logs and replay ([`Deliveries`]);

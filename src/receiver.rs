@@ -29,6 +29,11 @@
 //! accepts that is present — Standard Webhooks (signed, replay-limited), then
 //! `X-Hub-Signature-256`, `X-Hub-Signature`, and last the shared-secret header — and that
 //! one must pass: a bad signature is not rescued by a weaker scheme.
+//!
+//! Standard Webhooks signatures are `v1,…` (HMAC, with a `whsec_` secret) or `v1a,…`
+//! (ed25519, checked with the sender's `whpk_` public key: [`Verifier::public_key`]); one
+//! matching signature among those listed is enough. Requests made with the Labelbox or GitHub
+//! [profile](crate::signing::HeaderProfile) verify by their hub signature.
 
 use std::fmt;
 use std::sync::Arc;

@@ -357,4 +357,72 @@ mod tests {
             .unwrap_or_default()
             .contains("not*base64"));
     }
+
+    #[test]
+    fn imported_secrets_may_be_short_but_not_empty_or_unprintable() {
+        let short = Secret::import("CHANGE-ME").expect("Labelbox's sample secret");
+        assert_eq!(short.expose(), "CHANGE-ME");
+        assert!(short.standard_key().is_none() && !short.is_asymmetric());
+        assert_eq!(
+            Secret::parse("CHANGE-ME").err(),
+            Some(SecretError::TooShort { min: 16 })
+        );
+        assert_eq!(Secret::import("").err(), Some(SecretError::Empty));
+        assert_eq!(
+            Secret::import("two words").err(),
+            Some(SecretError::NotPrintable)
+        );
+        assert_eq!(
+            Secret::import("x".repeat(513)).err(),
+            Some(SecretError::TooLong { max: 512 })
+        );
+        assert_eq!(
+            Secret::import("whsec_*").err(),
+            Some(SecretError::BadBase64)
+        );
+    }
+
+    #[test]
+    fn asymmetric_keys_read_from_a_seed_or_a_keypair_and_nothing_else() {
+        let generated = Secret::generate_asymmetric().expect("random");
+        assert!(generated.expose().starts_with(SIGNING_KEY_PREFIX));
+        assert!(generated.is_asymmetric() && generated.standard_key().is_none());
+        let public = generated.public_key().expect("a public key");
+        let again = Secret::import(generated.expose()).expect("reads back");
+        assert_eq!(again.public_key(), Some(public));
+        // The 64-byte form: seed then public key, as libsodium writes it.
+        let seed = STANDARD
+            .decode(&generated.expose()[SIGNING_KEY_PREFIX.len()..])
+            .expect("base64");
+        let mut pair = seed.clone();
+        pair.extend_from_slice(
+            &STANDARD
+                .decode(&public.to_string()[PUBLIC_KEY_PREFIX.len()..])
+                .expect("base64"),
+        );
+        let from_pair = Secret::import(format!("{SIGNING_KEY_PREFIX}{}", STANDARD.encode(&pair)))
+            .expect("keypair form");
+        assert_eq!(from_pair.public_key(), Some(public));
+        pair[40] ^= 1; // a public half that does not belong to the seed
+        assert_eq!(
+            Secret::import(format!("{SIGNING_KEY_PREFIX}{}", STANDARD.encode(&pair))).err(),
+            Some(SecretError::BadSigningKey)
+        );
+        for bad in ["whsk_", "whsk_AAAA", "whsk_***"] {
+            assert_eq!(
+                Secret::import(bad).err(),
+                Some(SecretError::BadSigningKey),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            PublicKey::parse("whpk_AAAA"),
+            Err(SecretError::BadPublicKey)
+        );
+        assert_eq!(
+            PublicKey::parse(generated.expose()),
+            Err(SecretError::BadPublicKey)
+        );
+        assert!(!format!("{generated:?}").contains(&generated.expose()[6..]));
+    }
 }

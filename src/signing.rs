@@ -742,4 +742,171 @@ mod tests {
             .unwrap_or_default()
             .contains("rot13"));
     }
+
+    /// RFC 8032, test 1: the seed, and the public key it must give.
+    const RFC8032_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const RFC8032_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    fn rfc_key() -> Secret {
+        let seed = hex::decode(RFC8032_SEED).expect("hex");
+        Secret::import(format!("whsk_{}", STANDARD.encode(seed))).expect("whsk_ key")
+    }
+
+    #[test]
+    fn a_whsk_key_gives_the_rfc_8032_public_key() {
+        let public = rfc_key().public_key().expect("asymmetric");
+        let expected = hex::decode(RFC8032_PUBLIC).expect("hex");
+        assert_eq!(
+            public.to_string(),
+            format!("whpk_{}", STANDARD.encode(expected))
+        );
+        assert_eq!(PublicKey::parse(&public.to_string()), Ok(public));
+    }
+
+    #[test]
+    fn v1a_signs_and_verifies_and_refuses_any_change() {
+        let secret = rfc_key();
+        let key = secret.signing_key().expect("asymmetric");
+        let public = secret.public_key().expect("asymmetric");
+        let (id, ts, body) = (
+            "dlv_1",
+            1_714_564_800,
+            br#"{"event":"webhook-test"}"#.as_slice(),
+        );
+        let signature = asymmetric_signature(key, id, ts, body);
+        assert!(signature.starts_with("v1a,"), "{signature}");
+        assert_eq!(signature.len(), 4 + 88, "64 signature bytes in base64");
+        assert!(verify_asymmetric(&public, id, ts, body, &signature));
+        // Deterministic (ed25519 has no random nonce): the same input, the same signature.
+        assert_eq!(asymmetric_signature(key, id, ts, body), signature);
+        assert!(
+            !verify_asymmetric(&public, "dlv_2", ts, body, &signature),
+            "another id"
+        );
+        assert!(
+            !verify_asymmetric(&public, id, ts + 1, body, &signature),
+            "another time"
+        );
+        assert!(
+            !verify_asymmetric(&public, id, ts, b"{}", &signature),
+            "another body"
+        );
+        let other = Secret::generate_asymmetric().expect("random");
+        let other = other.public_key().expect("asymmetric");
+        assert!(
+            !verify_asymmetric(&other, id, ts, body, &signature),
+            "another key"
+        );
+        for bad in [
+            "v1,abc",
+            "v1a,not base64!",
+            "v1a,AAAA",
+            &signature.replacen("v1a", "v1", 1),
+        ] {
+            assert!(!verify_asymmetric(&public, id, ts, body, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rotation_from_symmetric_to_asymmetric_sends_v1_and_v1a() {
+        let new = rfc_key();
+        let old = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
+        let secrets = SigningSecrets {
+            current: &new,
+            previous: std::slice::from_ref(&old),
+        };
+        let standard = SignatureSchemes::of([SignatureScheme::StandardWebhooks]);
+        let headers =
+            signature_headers(standard, secrets, "dlv_1", 1_714_564_800, b"{}").expect("signs");
+        let value = headers
+            .iter()
+            .find(|(n, _)| *n == WEBHOOK_SIGNATURE)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let parts: Vec<&str> = value.split(' ').collect();
+        assert_eq!(parts.len(), 2, "{value}");
+        assert!(
+            parts[0].starts_with("v1a,") && parts[1].starts_with("v1,"),
+            "{value}"
+        );
+        let public = new.public_key().expect("asymmetric");
+        assert!(verify_asymmetric(
+            &public,
+            "dlv_1",
+            1_714_564_800,
+            b"{}",
+            parts[0]
+        ));
+        assert!(verify_standard(
+            old.standard_key().unwrap_or_default(),
+            "dlv_1",
+            1_714_564_800,
+            b"{}",
+            parts[1]
+        ));
+    }
+
+    #[test]
+    fn an_asymmetric_key_signs_nothing_but_standard_webhooks() {
+        let secret = rfc_key();
+        let secrets = SigningSecrets {
+            current: &secret,
+            previous: &[],
+        };
+        for scheme in [SignatureScheme::SharedSecret, SignatureScheme::HubSignature] {
+            assert_eq!(
+                signature_headers(SignatureSchemes::of([scheme]), secrets, "d", 1, b""),
+                Err(SigningError::AsymmetricKey),
+                "{scheme}"
+            );
+        }
+        for profile in [HeaderProfile::Labelbox, HeaderProfile::GitHub] {
+            assert_eq!(
+                profile
+                    .signature(SignatureSchemes::default())
+                    .headers(secrets, "d", 1, b""),
+                Err(SigningError::AsymmetricKey),
+                "{profile}"
+            );
+        }
+        let standard = HeaderProfile::StandardWebhooks.signature(SignatureSchemes::default());
+        assert!(standard.headers(secrets, "d", 1, b"").is_ok());
+    }
+
+    #[test]
+    fn profiles_sign_as_their_platforms_do() {
+        let secret = Secret::import("CHANGE-ME").expect("any text imports");
+        let secrets = SigningSecrets {
+            current: &secret,
+            previous: &[],
+        };
+        let body = br#"{"a":1}"#;
+        let labelbox = HeaderProfile::Labelbox
+            .signature(SignatureSchemes::default())
+            .headers(secrets, "d", 1, body)
+            .expect("signs");
+        assert_eq!(
+            labelbox,
+            vec![(HUB_SIGNATURE, hub_sha1(b"CHANGE-ME", body))]
+        );
+        let github = HeaderProfile::GitHub
+            .signature(SignatureSchemes::default())
+            .headers(secrets, "d", 1, body)
+            .expect("signs");
+        assert_eq!(
+            github,
+            vec![(HUB_SIGNATURE_256, hub_sha256(b"CHANGE-ME", body))]
+        );
+        assert_eq!(
+            HeaderProfile::StandardWebhooks
+                .signature(SignatureSchemes::default())
+                .headers(secrets, "d", 1, body),
+            Err(SigningError::NotAStandardSecret)
+        );
+        for profile in HeaderProfile::ALL {
+            assert_eq!(profile.as_str().parse::<HeaderProfile>(), Ok(profile));
+            let json = serde_json::to_string(&profile).expect("json");
+            assert_eq!(json, format!("\"{}\"", profile.as_str()));
+        }
+    }
 }

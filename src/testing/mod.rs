@@ -138,6 +138,7 @@ macro_rules! config_store_conformance {
             keeps_signing_keys_per_organization,
             finds_a_webhook_with_its_keys,
             finds_subscribers,
+            keeps_imported_and_rotated_secrets,
             text_it_cannot_store_is_refused_first
         );
     };

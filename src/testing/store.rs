@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 
 use crate::secret::Secret;
-use crate::signing::{SignatureScheme, SignatureSchemes};
+use crate::signing::{HeaderProfile, SignatureScheme, SignatureSchemes};
 use crate::store::{ConfigStore, ScopeFilter, StoreError, WebhookQuery};
 use crate::webhook::{
     CustomHeaders, EventFilter, OrgId, PreviousSecret, Scope, SigningKeys, Webhook, WebhookId,
@@ -64,6 +64,11 @@ pub async fn round_trips_every_field<B: ConfigStore>(store: Arc<B>) {
     full.revision = 7;
     full.secret = Some(Secret::parse("labelbox-style-secret").unwrap_or_else(|e| panic!("{e}")));
     full.schemes = SignatureSchemes::NONE.with(SignatureScheme::HubSignature);
+    full.profile = HeaderProfile::GitHub;
+    full.previous_secret = Some(PreviousSecret {
+        secret: Secret::import("short").unwrap_or_else(|e| panic!("{e}")),
+        expires_at: full.created_at + Duration::days(1),
+    });
     full.updated_at = full.created_at + Duration::seconds(90);
     store
         .insert_webhook(&full)
@@ -585,4 +590,124 @@ pub async fn finds_subscribers<B: ConfigStore>(store: Arc<B>) {
         [subscribed.id, org_wide.id],
         "finds_subscribers: wrong webhooks for issue-exported in p"
     );
+}
+
+/// Secrets imported, rotated and replaced through [`Webhooks`](crate::Webhooks) read back
+/// from the store with their profile and grace periods: a webhook's replaced secret signs
+/// until it expires and not after; a zero grace keeps no previous secret; an organization's
+/// imported secret replaces the generated one, which keeps its grace.
+pub async fn keeps_imported_and_rotated_secrets<B: ConfigStore + 'static>(store: Arc<B>) {
+    let webhooks = crate::Webhooks::new(store.clone());
+    let acme = org("acme");
+    let short = Secret::import("CHANGE-ME").unwrap_or_else(|e| panic!("{e}"));
+    let created = webhooks
+        .create(
+            crate::webhook::NewWebhook::new(project("p"), "https://hooks.example.com/labelbox")
+                .org(acme.clone())
+                .profile(HeaderProfile::Labelbox)
+                .secret(short.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("keeps_imported_and_rotated_secrets: create: {e}"));
+    let read = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .get_webhook(&id)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("keeps_imported_and_rotated_secrets: webhook gone"))
+        }
+    };
+    let stored = read(created.id).await;
+    assert_eq!(
+        stored.profile,
+        HeaderProfile::Labelbox,
+        "keeps_imported_and_rotated_secrets: profile"
+    );
+    assert_eq!(
+        stored.secret.as_ref(),
+        Some(&short),
+        "keeps_imported_and_rotated_secrets: a short imported secret"
+    );
+
+    let before = Utc::now();
+    let rotated = webhooks
+        .rotate_secret(&created.id, None, std::time::Duration::from_secs(3_600))
+        .await
+        .unwrap_or_else(|e| panic!("keeps_imported_and_rotated_secrets: rotate: {e}"));
+    let stored = read(created.id).await;
+    assert_eq!(
+        stored.secret.as_ref(),
+        Some(&rotated),
+        "keeps_imported_and_rotated_secrets: the new secret"
+    );
+    let previous = stored
+        .previous_secret
+        .clone()
+        .unwrap_or_else(|| panic!("keeps_imported_and_rotated_secrets: the old secret is kept"));
+    assert_eq!(previous.secret, short);
+    assert!(
+        previous.expires_at >= before + Duration::minutes(59)
+            && previous.expires_at <= Utc::now() + Duration::minutes(61),
+        "keeps_imported_and_rotated_secrets: expires after the grace: {:?}",
+        previous.expires_at
+    );
+    assert_eq!(
+        stored.valid_previous_secrets(Utc::now()),
+        std::slice::from_ref(&short)
+    );
+    assert!(
+        stored
+            .valid_previous_secrets(Utc::now() + Duration::hours(2))
+            .is_empty(),
+        "keeps_imported_and_rotated_secrets: dropped once the grace is over"
+    );
+    let (with_keys, _) = store
+        .webhook_with_keys(&created.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("keeps_imported_and_rotated_secrets: webhook_with_keys"));
+    assert_eq!(
+        with_keys, stored,
+        "keeps_imported_and_rotated_secrets: what the worker reads"
+    );
+
+    let third = Secret::import("abc").unwrap_or_else(|e| panic!("{e}"));
+    webhooks
+        .rotate_secret(&created.id, Some(third.clone()), std::time::Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("keeps_imported_and_rotated_secrets: rotate: {e}"));
+    let stored = read(created.id).await;
+    assert_eq!(stored.secret.as_ref(), Some(&third));
+    assert_eq!(
+        stored.previous_secret, None,
+        "keeps_imported_and_rotated_secrets: a zero grace keeps nothing"
+    );
+
+    let generated = webhooks
+        .create_org_secret(&acme)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let imported = Secret::import("org-wide-secret-from-before").unwrap_or_else(|e| panic!("{e}"));
+    webhooks
+        .import_org_secret(&acme, imported.clone(), std::time::Duration::from_secs(600))
+        .await
+        .unwrap_or_else(|e| panic!("keeps_imported_and_rotated_secrets: import: {e}"));
+    let keys = store
+        .signing_keys(&acme)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("keeps_imported_and_rotated_secrets: keys"));
+    assert_eq!(
+        keys.current, imported,
+        "keeps_imported_and_rotated_secrets: the imported org secret"
+    );
+    assert_eq!(
+        keys.valid_previous(Utc::now()),
+        std::slice::from_ref(&generated)
+    );
+    assert!(keys
+        .valid_previous(Utc::now() + Duration::minutes(11))
+        .is_empty());
 }
