@@ -508,6 +508,19 @@ async fn an_imported_org_secret_signs_at_once_and_the_old_one_during_its_grace()
         .await
         .expect("create")
         .id;
+    // A plain secret cannot sign the Standard Webhooks scheme this webhook uses: refused.
+    let plain = Secret::import("CHANGE-ME").expect("imported");
+    let refused = d
+        .webhooks()
+        .import_org_secret(&org, plain, Duration::ZERO)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ManageError::Invalid(WebhookError::SecretNotStandard))
+        ),
+        "{refused:?}"
+    );
     let imported = Secret::import("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
     d.webhooks()
         .import_org_secret(&org, imported.clone(), Duration::from_secs(60))

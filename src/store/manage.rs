@@ -282,14 +282,30 @@ impl Webhooks {
     /// returns nothing to show: the user has it. The previous secret, if any, keeps signing
     /// Standard Webhooks requests for `grace` (zero: it stops at once).
     ///
+    /// Refused, with nothing changed, when the secret cannot make the signatures of one of
+    /// the organization's webhooks that sign with it (a plain secret where a webhook uses
+    /// Standard Webhooks, say): give that webhook its own secret, or change its schemes.
+    ///
     /// # Errors
-    /// [`ManageError::Store`].
+    /// [`ManageError::Invalid`] as above; [`ManageError::Store`].
     pub async fn import_org_secret(
         &self,
         org: &OrgId,
         secret: Secret,
         grace: Duration,
     ) -> Result<(), ManageError> {
+        org_id(org)?;
+        let mut query = WebhookQuery::new(org.clone()).limit(crate::store::MAX_PAGE_SIZE);
+        loop {
+            let page = self.store.list_webhooks(&query).await?;
+            for webhook in page.items.iter().filter(|w| w.secret.is_none()) {
+                validate::secret_fits(Some(&secret), webhook.profile, webhook.schemes)?;
+            }
+            match page.next {
+                Some(cursor) => query = query.after(cursor),
+                None => break,
+            }
+        }
         self.replace_org_secret(org, secret, grace).await
     }
 
