@@ -356,14 +356,7 @@ async fn every_profile_sends_exactly_its_headers() {
 async fn a_secret_that_cannot_sign_the_profile_is_refused_with_a_clear_error() {
     let d = dispatcher();
     let plain = Secret::import("CHANGE-ME").expect("imported");
-    let refused = d
-        .webhooks()
-        .create(
-            NewWebhook::new(Scope::Project("p".into()), "http://127.0.0.1:9/x")
-                .profile(HeaderProfile::StandardWebhooks)
-                .secret(plain.clone()),
-        )
-        .await;
+    let refused = create_with(&d, HeaderProfile::StandardWebhooks, plain.clone()).await;
     assert!(
         matches!(
             refused,
@@ -372,14 +365,7 @@ async fn a_secret_that_cannot_sign_the_profile_is_refused_with_a_clear_error() {
         "{refused:?}"
     );
     let asymmetric = Secret::generate_asymmetric().expect("random");
-    let refused = d
-        .webhooks()
-        .create(
-            NewWebhook::new(Scope::Project("p".into()), "http://127.0.0.1:9/x")
-                .profile(HeaderProfile::Labelbox)
-                .secret(asymmetric.clone()),
-        )
-        .await;
+    let refused = create_with(&d, HeaderProfile::Labelbox, asymmetric.clone()).await;
     assert!(
         matches!(
             refused,
@@ -393,13 +379,7 @@ async fn a_secret_that_cannot_sign_the_profile_is_refused_with_a_clear_error() {
         "{message}"
     );
     // A plain secret on a Labelbox webhook, then a switch to a profile it cannot sign.
-    let hook = d
-        .webhooks()
-        .create(
-            NewWebhook::new(Scope::Project("p".into()), "http://127.0.0.1:9/x")
-                .profile(HeaderProfile::Labelbox)
-                .secret(plain),
-        )
+    let hook = create_with(&d, HeaderProfile::Labelbox, plain)
         .await
         .expect("a plain secret signs hub signatures")
         .id;
@@ -425,6 +405,21 @@ async fn a_secret_that_cannot_sign_the_profile_is_refused_with_a_clear_error() {
     );
 }
 
+/// Creates a webhook of project `p` with `profile` and its own `secret`.
+async fn create_with(
+    d: &WebhookDispatcher,
+    profile: HeaderProfile,
+    secret: Secret,
+) -> Result<dataops_webhooks::webhook::Webhook, ManageError> {
+    d.webhooks()
+        .create(
+            NewWebhook::new(Scope::Project("p".into()), "http://127.0.0.1:9/x")
+                .profile(profile)
+                .secret(secret),
+        )
+        .await
+}
+
 /// Standard Webhooks headers of a preview made now, as a receiver would get them.
 async fn preview_headers(d: &WebhookDispatcher, hook: &WebhookId) -> (HeaderMap, Bytes) {
     let preview = d.preview(hook, &dataset(7)).await.expect("preview");
@@ -435,13 +430,7 @@ async fn preview_headers(d: &WebhookDispatcher, hook: &WebhookId) -> (HeaderMap,
 async fn a_receiver_with_the_old_secret_verifies_during_the_grace_period_and_not_after() {
     let d = dispatcher();
     let old = Secret::generate().expect("random");
-    let hook = d
-        .webhooks()
-        .create(
-            NewWebhook::new(Scope::Project("p".into()), "http://127.0.0.1:9/x")
-                .profile(HeaderProfile::StandardWebhooks)
-                .secret(old.clone()),
-        )
+    let hook = create_with(&d, HeaderProfile::StandardWebhooks, old.clone())
         .await
         .expect("create")
         .id;
