@@ -182,3 +182,54 @@ async fn a_connection_reset_or_closed_mid_request_is_a_connect_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_allowed_range_reaches_its_addresses_and_no_other() {
+    let server = TestServer::start(Reply::Status(200, "")).await;
+    let policy = AddressPolicy::public_only().allow_range("127.0.0.0/8".parse().expect("cidr"));
+    let transport = HttpTransport::builder()
+        .address_policy(policy.clone())
+        .build()
+        .expect("transport");
+    let response = transport
+        .send(request(&server.url("/allowed")))
+        .await
+        .expect("127.0.0.0/8 is allowed");
+    assert_eq!(response.status, 200);
+    assert_eq!(server.requests().len(), 1);
+    // Other private ranges stay refused, at configuration already (nothing is sent).
+    let d = WebhookDispatcher::builder()
+        .address_policy(policy)
+        .build()
+        .expect("dispatcher");
+    for url in [
+        "http://10.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/",
+    ] {
+        let refused = d
+            .webhooks()
+            .create(NewWebhook::new(Scope::Project("p".into()), url))
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(ManageError::Invalid(WebhookError::BlockedAddress { .. }))
+            ),
+            "{url}: {refused:?}"
+        );
+    }
+    let allowed = d
+        .webhooks()
+        .create(NewWebhook::new(
+            Scope::Project("p".into()),
+            server.url("/hook"),
+        ))
+        .await
+        .expect("a loopback URL is allowed");
+    let outcome = dataops_webhooks::Dispatcher::send_test(&d, &allowed.id)
+        .await
+        .expect("test send");
+    assert!(outcome.is_success(), "{outcome:?}");
+    assert_eq!(server.requests().len(), 2);
+}

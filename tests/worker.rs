@@ -274,9 +274,22 @@ async fn a_webhook_failing_for_the_whole_window_is_disabled_then_recovers() {
     // The user fixes the endpoint, re-enables the webhook and recovers what failed.
     server.heal();
     d.webhooks().reactivate(&failing).await.expect("reactivate");
+    let before_started = d
+        .deliveries()
+        .recover(
+            &failing,
+            started - chrono::Duration::hours(1),
+            Some(started),
+        )
+        .await
+        .expect("recover");
+    assert_eq!(
+        before_started, 0,
+        "`until` leaves out what was emitted after it"
+    );
     let resent = d
         .deliveries()
-        .recover(&failing, started)
+        .recover(&failing, started, None)
         .await
         .expect("recover");
     assert_eq!(resent, 1);

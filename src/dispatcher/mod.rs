@@ -344,7 +344,7 @@ impl DispatcherBuilder {
             Some(t) => t,
             None => Arc::new(
                 HttpTransport::builder()
-                    .address_policy(self.policy)
+                    .address_policy(self.policy.clone())
                     .build()
                     .map_err(DispatchError::Transport)?,
             ),

@@ -255,6 +255,7 @@ impl DeliveryQueue for PostgresStore {
                     &query.status.map(DeliveryStatus::as_str),
                     &query.since,
                     &(limit as i64 + 1),
+                    &query.until,
                 ],
             )
             .await?;

@@ -376,6 +376,7 @@ impl Statements {
                 WHERE d.webhook_id = $1 AND ($2::text IS NULL OR d.id < $2)
                   AND ($3::text IS NULL OR d.status = $3)
                   AND ($4::timestamptz IS NULL OR d.created_at >= $4)
+                  AND ($6::timestamptz IS NULL OR d.created_at < $6)
                 ORDER BY d.id DESC LIMIT $5"),
             attempts: r(
                 "SELECT attempted_at, status, duration_us, response, error_kind, error

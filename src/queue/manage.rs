@@ -26,7 +26,7 @@ use crate::webhook::{DeliveryId, EventId, WebhookId};
 ///     }
 /// }
 /// // The endpoint is fixed: send again everything that failed in the last day.
-/// let resent = deliveries.recover(&webhook, Utc::now() - Duration::days(1)).await?;
+/// let resent = deliveries.recover(&webhook, Utc::now() - Duration::days(1), None).await?;
 /// println!("{resent} deliveries queued again");
 /// # Ok(()) }
 /// ```
@@ -138,8 +138,9 @@ impl Deliveries {
         Ok(found)
     }
 
-    /// Redelivers every dead delivery of `webhook` emitted at or after `since`; returns how
-    /// many. Use it after fixing an endpoint, or after re-enabling a disabled webhook.
+    /// Redelivers every dead delivery of `webhook` emitted from `since` up to `until` (before
+    /// it; `None`: up to now); returns how many. Use it after fixing an endpoint, or after
+    /// re-enabling a disabled webhook.
     ///
     /// # Errors
     /// [`QueueError`] when the queue fails; deliveries already requeued stay requeued.
@@ -147,25 +148,38 @@ impl Deliveries {
         &self,
         webhook: &WebhookId,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
     ) -> Result<usize, QueueError> {
-        let now = Utc::now();
         let mut query = DeliveryQuery::new(*webhook)
             .status(DeliveryStatus::Dead)
-            .since(since)
-            .limit(MAX_DELIVERY_PAGE);
-        let mut dead = Vec::new();
+            .since(since);
+        query.until = until;
+        self.redeliver_matching(&query).await
+    }
+
+    /// Redelivers every delivery `query` selects (its webhook, status and time filters; the
+    /// cursor and page size are ignored), in one call; returns how many. Pending deliveries
+    /// it selects are made due now.
+    ///
+    /// # Errors
+    /// [`QueueError`] when the queue fails; deliveries already requeued stay requeued.
+    pub async fn redeliver_matching(&self, query: &DeliveryQuery) -> Result<usize, QueueError> {
+        let now = Utc::now();
+        let mut query = query.clone().limit(MAX_DELIVERY_PAGE);
+        query.before = None;
+        let mut selected = Vec::new();
         loop {
             let page = self.queue.list_deliveries(&query).await?;
-            dead.extend(page.items.into_iter().map(|d| d.id));
+            selected.extend(page.items.into_iter().map(|d| d.id));
             match page.next {
                 Some(cursor) => query.before = Some(cursor),
                 None => break,
             }
         }
-        // Listed first, then requeued: a delivery requeued and dead again meanwhile is not
+        // Listed first, then requeued: a delivery requeued and settled again meanwhile is not
         // picked up twice.
         let mut count = 0;
-        for id in dead {
+        for id in selected {
             if self.queue.redeliver(&id, now).await? {
                 count += 1;
             }

@@ -689,6 +689,8 @@ pub struct DeliveryQuery {
     pub status: Option<DeliveryStatus>,
     /// Only deliveries created at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only deliveries created before this time.
+    pub until: Option<DateTime<Utc>>,
     /// Continue after this delivery (the previous page's [`DeliveryPage::next`]).
     pub before: Option<DeliveryId>,
     /// Page size, 1 to [`MAX_DELIVERY_PAGE`](super::MAX_DELIVERY_PAGE).
@@ -702,6 +704,7 @@ impl DeliveryQuery {
             webhook_id,
             status: None,
             since: None,
+            until: None,
             before: None,
             limit: 50,
         }
@@ -718,6 +721,13 @@ impl DeliveryQuery {
     #[must_use]
     pub fn since(mut self, since: DateTime<Utc>) -> Self {
         self.since = Some(since);
+        self
+    }
+
+    /// Only deliveries created before `until`.
+    #[must_use]
+    pub fn until(mut self, until: DateTime<Utc>) -> Self {
+        self.until = Some(until);
         self
     }
 
@@ -740,6 +750,7 @@ impl DeliveryQuery {
         record.webhook_id == self.webhook_id
             && self.status.is_none_or(|s| s == record.status)
             && self.since.is_none_or(|t| record.created_at >= t)
+            && self.until.is_none_or(|t| record.created_at < t)
     }
 }
 

@@ -411,6 +411,7 @@ impl DeliveryQueue for SqliteStore {
         let webhook = query.webhook_id.to_string();
         let status = query.status.map(DeliveryStatus::as_str);
         let since = query.since.map(micros);
+        let until = query.until.map(micros);
         // Ids are prefix + fixed-width hex: text order is creation order; "~" sorts after.
         let before = query
             .before
@@ -423,11 +424,12 @@ impl DeliveryQueue for SqliteStore {
                      WHERE d.webhook_id = ?1 AND d.id < ?2
                        AND (?3 IS NULL OR d.status = ?3)
                        AND (?4 IS NULL OR d.created_at >= ?4)
+                       AND (?6 IS NULL OR d.created_at < ?6)
                      ORDER BY d.id DESC LIMIT ?5"
                 );
                 let mut statement = conn.prepare_cached(&sql)?;
                 let rows = statement.query_map(
-                    params![webhook, before, status, since, limit as i64 + 1],
+                    params![webhook, before, status, since, limit as i64 + 1, until],
                     record,
                 )?;
                 let mut items: Vec<DeliveryRecord> = rows.collect::<Result<_, _>>()?;

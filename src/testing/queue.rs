@@ -595,6 +595,15 @@ pub async fn lists_newest_first_with_filters_and_cursors<B: DeliveryQueue>(queue
         .await
         .expect("list");
     assert_eq!(recent.items.len(), 2, "list: since filter");
+    let window = queue
+        .list_deliveries(&DeliveryQuery::new(hook).since(t(1)).until(t(3)))
+        .await
+        .expect("list");
+    assert_eq!(
+        window.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]],
+        "list: since (inclusive) and until (exclusive)"
+    );
 }
 
 /// Redelivering makes a settled delivery due again, keeping its id and its attempts.

@@ -12,6 +12,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use ipnet::IpNet;
+
 /// A non-public address range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -139,11 +141,24 @@ fn classify_v6(ip: Ipv6Addr) -> Option<BlockedRange> {
 }
 
 /// Which addresses deliveries may reach. The default refuses every range [`classify`]
-/// reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// reports; [`allow_range`](Self::allow_range) lets listed networks through on top of that
+/// (an on-premise install that must reach one internal subnet, and no other).
+///
+/// ```
+/// use dataops_webhooks::transport::guard::AddressPolicy;
+///
+/// let policy = AddressPolicy::public_only().allow_range("10.20.0.0/16".parse()?);
+/// assert!(policy.check("10.20.3.4".parse()?).is_ok());
+/// assert!(policy.check("10.21.0.1".parse()?).is_err()); // another private range
+/// assert!(policy.check("8.8.8.8".parse()?).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct AddressPolicy {
     allow_private: bool,
+    /// Networks allowed whatever their range.
+    allowed: Vec<IpNet>,
 }
 
 impl AddressPolicy {
@@ -151,6 +166,7 @@ impl AddressPolicy {
     pub const fn public_only() -> Self {
         Self {
             allow_private: false,
+            allowed: Vec::new(),
         }
     }
 
@@ -159,12 +175,38 @@ impl AddressPolicy {
     pub const fn allow_private() -> Self {
         Self {
             allow_private: true,
+            allowed: Vec::new(),
         }
     }
 
-    /// Whether non-public addresses are refused.
+    /// Also allows every address of `network` (`10.20.0.0/16`, `fd00:1::/64`, or
+    /// `127.0.0.0/8` for a loopback test), whatever range it falls in. An IPv4 network also
+    /// covers its IPv4-mapped IPv6 addresses.
+    #[must_use]
+    pub fn allow_range(mut self, network: IpNet) -> Self {
+        self.allowed.push(network.trunc());
+        self
+    }
+
+    /// The networks [`allow_range`](Self::allow_range) added.
+    pub fn allowed_ranges(&self) -> &[IpNet] {
+        &self.allowed
+    }
+
+    /// Whether non-public addresses are refused (apart from the allowed ranges).
     pub const fn blocks_private(&self) -> bool {
         !self.allow_private
+    }
+
+    /// Whether `ip` is in an allowed range.
+    fn listed(&self, ip: IpAddr) -> bool {
+        let mapped = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        self.allowed
+            .iter()
+            .any(|net| net.contains(&ip) || mapped.is_some_and(|v4| net.contains(&v4)))
     }
 
     /// Checks one address.
@@ -173,20 +215,25 @@ impl AddressPolicy {
     /// The range the address falls in, when the policy refuses it.
     pub fn check(&self, ip: IpAddr) -> Result<(), BlockedRange> {
         match classify(ip) {
-            Some(range) if self.blocks_private() => Err(range),
+            Some(range) if self.blocks_private() && !self.listed(ip) => Err(range),
             _ => Ok(()),
         }
     }
 
     /// Checks a host name before it is resolved: `localhost` and `*.localhost` always mean
-    /// loopback (RFC 6761), so they are refused without a lookup.
+    /// loopback (RFC 6761), so they are refused without a lookup, unless the loopback
+    /// addresses are allowed.
     ///
     /// # Errors
-    /// [`BlockedRange::Loopback`] for those names, when the policy refuses private targets.
+    /// [`BlockedRange::Loopback`] for those names, when the policy refuses loopback.
     pub fn check_name(&self, name: &str) -> Result<(), BlockedRange> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let loopback = name == "localhost" || name.ends_with(".localhost");
-        if loopback && self.blocks_private() {
+        // The name passes when some loopback address is allowed; each address it resolves
+        // to is checked again.
+        let loopback_allowed = self.listed(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            || self.listed(IpAddr::V6(Ipv6Addr::LOCALHOST));
+        if loopback && self.blocks_private() && !loopback_allowed {
             Err(BlockedRange::Loopback)
         } else {
             Ok(())
@@ -316,5 +363,64 @@ mod tests {
             AddressPolicy::allow_private().check_name("localhost"),
             Ok(())
         );
+    }
+
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn allowed_ranges_open_only_themselves() {
+        let policy = AddressPolicy::public_only()
+            .allow_range(net("10.20.0.0/16"))
+            .allow_range(net("fd00:1::/64"));
+        for allowed in [
+            "10.20.0.0",
+            "10.20.255.255",
+            "::ffff:10.20.1.1",
+            "fd00:1::9",
+            "8.8.8.8",
+        ] {
+            assert_eq!(policy.check(ip(allowed)), Ok(()), "{allowed}");
+        }
+        for (blocked, range) in [
+            ("10.21.0.1", Private),
+            ("10.19.255.255", Private),
+            ("127.0.0.1", Loopback),
+            ("169.254.169.254", LinkLocal),
+            ("fd00:2::1", UniqueLocal),
+            ("::1", Loopback),
+        ] {
+            assert_eq!(policy.check(ip(blocked)), Err(range), "{blocked}");
+        }
+        assert_eq!(policy.check_name("localhost"), Err(Loopback));
+        // Host bits are dropped: `10.20.3.4/16` is the network `10.20.0.0/16`.
+        let sloppy = AddressPolicy::public_only().allow_range(net("10.20.3.4/16"));
+        assert_eq!(sloppy.allowed_ranges(), &[net("10.20.0.0/16")]);
+        assert_eq!(sloppy.check(ip("10.20.200.1")), Ok(()));
+    }
+
+    #[test]
+    fn an_allowed_loopback_range_lets_localhost_through_to_the_resolver() {
+        let policy = AddressPolicy::public_only().allow_range(net("127.0.0.0/8"));
+        assert_eq!(policy.check(ip("127.0.0.1")), Ok(()));
+        assert_eq!(policy.check(ip("127.255.0.9")), Ok(()));
+        assert_eq!(policy.check(ip("::ffff:127.0.0.1")), Ok(()), "IPv4-mapped");
+        assert_eq!(
+            policy.check(ip("::1")),
+            Err(Loopback),
+            "IPv6 loopback is another range"
+        );
+        assert_eq!(policy.check(ip("10.0.0.1")), Err(Private));
+        assert_eq!(
+            policy.check_name("localhost"),
+            Ok(()),
+            "each address is checked after"
+        );
+        assert!(policy.blocks_private());
     }
 }

@@ -101,7 +101,7 @@ impl HttpTransportBuilder {
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(crate::USER_AGENT)
             .dns_resolver(Arc::new(GuardedResolver {
-                policy: self.policy,
+                policy: self.policy.clone(),
             }))
             .build()
             .map_err(|e| {
@@ -230,7 +230,7 @@ struct DnsFailure {
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy;
+        let policy = self.policy.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let failed = |reason: String| -> Box<dyn StdError + Send + Sync> {
