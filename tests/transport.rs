@@ -233,3 +233,113 @@ async fn an_allowed_range_reaches_its_addresses_and_no_other() {
     assert!(outcome.is_success(), "{outcome:?}");
     assert_eq!(server.requests().len(), 2);
 }
+
+/// A loopback forward proxy that records each request's first line and
+/// `Proxy-Authorization`, and answers plain requests itself with 204 (a `CONNECT` with 403).
+async fn recording_proxy() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match socket.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let mut lines = text.split("\r\n");
+                let first = lines.next().unwrap_or_default().to_owned();
+                let header = |name: &str| {
+                    text.split("\r\n")
+                        .find_map(|l| {
+                            let (n, v) = l.split_once(':')?;
+                            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                        })
+                        .unwrap_or_default()
+                };
+                let auth = header("proxy-authorization");
+                let length: usize = header("content-length").parse().unwrap_or(0);
+                let mut body = vec![0u8; length];
+                let _ = socket.read_exact(&mut body).await;
+                let connect = first.starts_with("CONNECT ");
+                log.lock().expect("lock").push((first, auth));
+                let answer: &[u8] = if connect {
+                    b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"
+                };
+                let _ = socket.write_all(answer).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn requests_go_through_the_proxy_and_the_guard_still_refuses_blocked_targets() {
+    use base64::Engine as _;
+    use dataops_webhooks::transport::EgressProxy;
+    let (proxy_addr, seen) = recording_proxy().await;
+    let proxy = EgressProxy::new(&format!("http://webhooks:s3cret@{proxy_addr}")).expect("proxy");
+    assert!(!format!("{proxy:?}").contains("s3cret"));
+    // Targets on loopback are allowed by the policy; the proxy's own address needs nothing.
+    let allowing = HttpTransport::builder()
+        .address_policy(
+            AddressPolicy::public_only().allow_range("127.0.0.0/8".parse().expect("cidr")),
+        )
+        .proxy(proxy.clone())
+        .build()
+        .expect("transport");
+    let target = "http://127.0.0.1:9/hook?x=1";
+    let response = allowing
+        .send(request(target))
+        .await
+        .expect("through the proxy");
+    assert_eq!(response.status, 204, "the proxy answered");
+    let expected_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("webhooks:s3cret")
+    );
+    {
+        let log = seen.lock().expect("lock");
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert_eq!(log[0].0, format!("POST {target} HTTP/1.1"), "absolute form");
+        assert_eq!(log[0].1, expected_auth, "credentials sent to the proxy");
+    }
+
+    // The default policy refuses loopback targets before the proxy is asked.
+    let guarded = HttpTransport::builder()
+        .proxy(proxy)
+        .build()
+        .expect("transport");
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",
+        "http://[::ffff:127.0.0.1]:9/",
+    ] {
+        let err = guarded.send(request(url)).await.expect_err("refused");
+        assert_eq!(
+            err.kind(),
+            TransportErrorKind::BlockedAddress,
+            "{url}: {err}"
+        );
+    }
+    assert_eq!(
+        seen.lock().expect("lock").len(),
+        1,
+        "the proxy saw no refused request"
+    );
+}

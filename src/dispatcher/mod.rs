@@ -32,7 +32,7 @@ use crate::queue::{
 };
 use crate::store::{ConfigStore, MemoryStore, StoreError, Webhooks};
 use crate::transport::guard::AddressPolicy;
-use crate::transport::{HttpTransport, Transport, TransportError};
+use crate::transport::{EgressProxy, HttpTransport, Transport, TransportError};
 use crate::webhook::{
     validate, DeliveryId, OrgId, SigningKeys, UnstorableText, Webhook, WebhookId,
 };
@@ -267,6 +267,7 @@ pub struct DispatcherBuilder {
     queue: Option<Arc<dyn DeliveryQueue>>,
     transport: Option<Arc<dyn Transport>>,
     policy: AddressPolicy,
+    proxy: Option<EgressProxy>,
     default_org: OrgId,
     concurrency: Option<usize>,
     request_timeout: Option<Duration>,
@@ -307,6 +308,14 @@ impl DispatcherBuilder {
         self
     }
 
+    /// Sends every request of the default transport through `proxy` (a static egress
+    /// address customers can allow-list). Ignored when a [`transport`](Self::transport) is
+    /// given.
+    pub fn proxy(mut self, proxy: EgressProxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
     /// The organization of `emit` and of new webhooks that name none (default `"default"`).
     pub fn default_org(mut self, org: impl Into<OrgId>) -> Self {
         self.default_org = org.into();
@@ -342,12 +351,14 @@ impl DispatcherBuilder {
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn ConfigStore>);
         let transport = match self.transport {
             Some(t) => t,
-            None => Arc::new(
-                HttpTransport::builder()
-                    .address_policy(self.policy.clone())
-                    .build()
-                    .map_err(DispatchError::Transport)?,
-            ),
+            None => {
+                let builder = HttpTransport::builder().address_policy(self.policy.clone());
+                let builder = match self.proxy {
+                    Some(proxy) => builder.proxy(proxy),
+                    None => builder,
+                };
+                Arc::new(builder.build().map_err(DispatchError::Transport)?)
+            }
         };
         let webhooks = Webhooks::new(store.clone())
             .address_policy(self.policy)

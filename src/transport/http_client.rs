@@ -1,5 +1,5 @@
-//! The default transport: reqwest with rustls, no redirects, no proxies, capped responses,
-//! and the address guard in the DNS resolver and before every connect.
+//! The default transport: reqwest with rustls, no redirects, capped responses, an optional
+//! egress proxy, and the address guard in the DNS resolver and before every connect.
 
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +12,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Host;
 
 use super::guard::{AddressPolicy, BlockedAddress};
+use super::proxy::EgressProxy;
 use super::{Transport, TransportError, TransportErrorKind, TransportRequest, TransportResponse};
 use crate::error::{causes, chain};
 
@@ -38,6 +39,8 @@ pub const DEFAULT_EXCERPT_BYTES: usize = 4 * 1024;
 pub struct HttpTransport {
     client: reqwest::Client,
     policy: AddressPolicy,
+    /// Requests go through a proxy: target names are resolved and checked here first.
+    proxied: bool,
     max_response_bytes: usize,
     excerpt_bytes: usize,
 }
@@ -47,6 +50,7 @@ pub struct HttpTransport {
 #[must_use]
 pub struct HttpTransportBuilder {
     policy: AddressPolicy,
+    proxy: Option<EgressProxy>,
     connect_timeout: Duration,
     max_response_bytes: usize,
     excerpt_bytes: usize,
@@ -56,6 +60,7 @@ impl Default for HttpTransportBuilder {
     fn default() -> Self {
         Self {
             policy: AddressPolicy::default(),
+            proxy: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             excerpt_bytes: DEFAULT_EXCERPT_BYTES,
@@ -67,6 +72,14 @@ impl HttpTransportBuilder {
     /// Which addresses may be reached (default: public only).
     pub fn address_policy(mut self, policy: AddressPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Sends every request through `proxy` (default: none, and the environment's proxy
+    /// variables are ignored). See [`EgressProxy`] for what the address guard still
+    /// guarantees.
+    pub fn proxy(mut self, proxy: EgressProxy) -> Self {
+        self.proxy = Some(proxy);
         self
     }
 
@@ -94,7 +107,14 @@ impl HttpTransportBuilder {
     /// # Errors
     /// When the TLS backend cannot be initialised.
     pub fn build(self) -> Result<HttpTransport, TransportError> {
-        let client = reqwest::Client::builder()
+        let failed = |e: reqwest::Error| {
+            TransportError::new(
+                TransportErrorKind::InvalidRequest,
+                format!("could not build the HTTP client: {}", chain(&e)),
+            )
+            .with_source(e)
+        };
+        let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(self.connect_timeout)
@@ -102,17 +122,16 @@ impl HttpTransportBuilder {
             .user_agent(crate::USER_AGENT)
             .dns_resolver(Arc::new(GuardedResolver {
                 policy: self.policy.clone(),
-            }))
-            .build()
-            .map_err(|e| {
-                TransportError::new(
-                    TransportErrorKind::InvalidRequest,
-                    format!("could not build the HTTP client: {}", chain(&e)),
-                )
-                .with_source(e)
-            })?;
+                proxy_host: self.proxy.as_ref().and_then(EgressProxy::host_name),
+            }));
+        let builder = match &self.proxy {
+            Some(proxy) => builder.proxy(proxy.to_reqwest().map_err(failed)?),
+            None => builder,
+        };
+        let client = builder.build().map_err(failed)?;
         Ok(HttpTransport {
             client,
+            proxied: self.proxy.is_some(),
             policy: self.policy,
             max_response_bytes: self.max_response_bytes,
             excerpt_bytes: self.excerpt_bytes.min(self.max_response_bytes),
@@ -186,6 +205,12 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     async fn send(&self, request: TransportRequest) -> Result<TransportResponse, TransportError> {
         self.check_host(&request)?;
+        if self.proxied {
+            // The proxy resolves the target itself; check the name here first.
+            if let Some(Host::Domain(name)) = request.url.host() {
+                resolve_checked(&self.policy, name).await.map_err(refused)?;
+            }
+        }
         // Built by hand so the header map is moved in, not copied header by header.
         let mut outgoing = reqwest::Request::new(reqwest::Method::POST, request.url);
         *outgoing.headers_mut() = request.headers;
@@ -214,10 +239,12 @@ fn is_cut(kind: std::io::ErrorKind) -> bool {
     )
 }
 
-/// Resolves names with the system resolver and refuses them when any address is blocked.
+/// Resolves names with the system resolver and refuses them when any address is blocked
+/// (except the proxy's own name, which the host chose).
 #[derive(Debug)]
 struct GuardedResolver {
     policy: AddressPolicy,
+    proxy_host: Option<String>,
 }
 
 /// A name that did not resolve: found again in the error chain to classify it as DNS.
@@ -228,34 +255,63 @@ struct DnsFailure {
     reason: String,
 }
 
+/// Why [`resolve_checked`] refused a name.
+enum Refusal {
+    Dns(DnsFailure),
+    Blocked(BlockedAddress),
+}
+
+/// The addresses of `host`, every one allowed by `policy`.
+async fn resolve_checked(policy: &AddressPolicy, host: &str) -> Result<Vec<SocketAddr>, Refusal> {
+    let failed = |reason: String| {
+        Refusal::Dns(DnsFailure {
+            host: host.to_owned(),
+            reason,
+        })
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(failed("no addresses".into()));
+    }
+    for addr in &addrs {
+        if let Err(range) = policy.check(addr.ip()) {
+            return Err(Refusal::Blocked(BlockedAddress {
+                host: host.to_owned(),
+                ip: addr.ip().to_string(),
+                range,
+            }));
+        }
+    }
+    Ok(addrs)
+}
+
+/// A refusal as the transport reports it.
+fn refused(refusal: Refusal) -> TransportError {
+    match refusal {
+        Refusal::Blocked(blocked) => blocked_error(blocked),
+        Refusal::Dns(dns) => {
+            TransportError::new(TransportErrorKind::Dns, dns.to_string()).with_source(dns)
+        }
+    }
+}
+
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
         let host = name.as_str().to_owned();
+        let policy = if self.proxy_host.as_deref() == Some(host.to_ascii_lowercase().as_str()) {
+            AddressPolicy::allow_private()
+        } else {
+            self.policy.clone()
+        };
         Box::pin(async move {
-            let failed = |reason: String| -> Box<dyn StdError + Send + Sync> {
-                Box::new(DnsFailure {
-                    host: host.clone(),
-                    reason,
-                })
-            };
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .collect();
-            if addrs.is_empty() {
-                return Err(failed("no addresses".into()));
+            match resolve_checked(&policy, &host).await {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
+                Err(Refusal::Dns(e)) => Err(Box::new(e) as Box<dyn StdError + Send + Sync>),
+                Err(Refusal::Blocked(e)) => Err(Box::new(e) as Box<dyn StdError + Send + Sync>),
             }
-            for addr in &addrs {
-                if let Err(range) = policy.check(addr.ip()) {
-                    return Err(Box::new(BlockedAddress {
-                        host: host.clone(),
-                        ip: addr.ip().to_string(),
-                        range,
-                    }) as Box<dyn StdError + Send + Sync>);
-                }
-            }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
 }
@@ -322,6 +378,7 @@ mod tests {
         // one every other name goes through.
         let guarded = GuardedResolver {
             policy: AddressPolicy::default(),
+            proxy_host: None,
         };
         let err = guarded
             .resolve(name("localhost"))
@@ -334,6 +391,7 @@ mod tests {
         );
         let open = GuardedResolver {
             policy: AddressPolicy::allow_private(),
+            proxy_host: None,
         };
         let addrs: Vec<SocketAddr> = open
             .resolve(name("localhost"))

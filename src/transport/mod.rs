@@ -7,6 +7,7 @@
 
 pub mod guard;
 mod http_client;
+mod proxy;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -22,6 +23,7 @@ pub use http_client::{
     HttpTransport, HttpTransportBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXCERPT_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
 };
+pub use proxy::EgressProxy;
 
 /// Sends one HTTP request. Implementations must not follow redirects (a 3xx is the
 /// endpoint's answer) and should honour [`TransportRequest::timeout`].
