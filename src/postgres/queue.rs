@@ -21,7 +21,7 @@ use super::PostgresStore;
 use crate::queue::{
     page_limit, AttemptErrorKind, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery,
     DeliveryQueue, DeliveryRecord, DeliveryStats, DeliveryStatus, Enqueued, Finish, FinishReport,
-    LeaseId, NewEvent, QueueDepth, QueueError, StatsQuery, WebhookStats,
+    LeaseId, NewEvent, PurgeReport, PurgeRequest, QueueDepth, QueueError, StatsQuery, WebhookStats,
 };
 use crate::webhook::{DeliveryId, EventId, WebhookId};
 
@@ -362,6 +362,32 @@ impl DeliveryQueue for PostgresStore {
                 Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
             };
             Ok(QueueDepth::new(
+                count(0)?,
+                count(1)?,
+                count(2)?,
+                row.try_get(3)?,
+            ))
+        };
+        rows.first()
+            .map(read)
+            .transpose()
+            .map_err(|f| self.queue_error(f))
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn purge(&self, request: &PurgeRequest) -> Result<PurgeReport, QueueError> {
+        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+        let rows = self
+            .rows(
+                &self.inner.sql.purge,
+                &[&request.succeeded_before, &request.dead_before, &limit],
+            )
+            .await?;
+        let read = |row: &Row| -> Result<PurgeReport, Failure> {
+            let count = |i: usize| -> Result<u64, Failure> {
+                Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
+            };
+            Ok(PurgeReport::new(
                 count(0)?,
                 count(1)?,
                 count(2)?,

@@ -280,6 +280,7 @@ pub(super) struct Statements {
     pub(super) statistics: String,
     pub(super) depth: String,
     pub(super) record_test: String,
+    pub(super) purge: String,
     pub(super) insert_webhook: String,
     pub(super) get_webhook: String,
     pub(super) webhook_with_keys: String,
@@ -441,6 +442,36 @@ impl Statements {
                     SELECT d.id, $11, $12, $13, $14, $15, $16 FROM d
                     RETURNING 1)
                 SELECT count(*) FROM t"),
+            // Up to `$3` settled deliveries past their retention, locked (skipping any another
+            // purge or a redelivery holds) and rechecked; their attempts; and the events none
+            // of whose deliveries is left. The statement's snapshot still sees the deliveries
+            // it deletes, hence the exclusion in the last step.
+            purge: r("WITH candidates AS (
+                    SELECT id FROM {s}.deliveries
+                    WHERE (status = 'succeeded' AND updated_at < $1)
+                       OR (status = 'dead' AND updated_at < $2)
+                    LIMIT $3::bigint + 1),
+                chosen AS (
+                    SELECT d.id, d.event_id FROM {s}.deliveries d
+                    WHERE d.id IN (SELECT id FROM candidates ORDER BY id LIMIT $3::bigint)
+                      AND ((d.status = 'succeeded' AND d.updated_at < $1)
+                        OR (d.status = 'dead' AND d.updated_at < $2))
+                    FOR UPDATE SKIP LOCKED),
+                a AS (
+                    DELETE FROM {s}.attempts t USING chosen c WHERE t.delivery_id = c.id
+                    RETURNING 1),
+                d AS (
+                    DELETE FROM {s}.deliveries x USING chosen c WHERE x.id = c.id
+                    RETURNING x.event_id),
+                e AS (
+                    DELETE FROM {s}.events ev
+                    WHERE ev.id IN (SELECT event_id FROM d)
+                      AND NOT EXISTS (SELECT 1 FROM {s}.deliveries y
+                                      WHERE y.event_id = ev.id
+                                        AND y.id NOT IN (SELECT id FROM chosen))
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM a), (SELECT count(*) FROM e),
+                    (SELECT count(*) FROM candidates) > $3::bigint"),
             insert_webhook: r("WITH w AS (
                     INSERT INTO {s}.webhooks (id, org, project, active, record)
                     VALUES ($1, $2, $3, $4, $5::text::jsonb) ON CONFLICT (id) DO NOTHING

@@ -7,7 +7,8 @@ use tokio::sync::Notify;
 
 use super::{
     AttemptLog, DeliveryPage, DeliveryQuery, DeliveryQueue, DeliveryRecord, DeliveryStats,
-    DeliveryStatus, QueueDepth, QueueError, StatsQuery, MAX_DELIVERY_PAGE,
+    DeliveryStatus, PurgeReport, QueueDepth, QueueError, RetentionPolicy, StatsQuery,
+    MAX_DELIVERY_PAGE,
 };
 use crate::webhook::{DeliveryId, EventId, WebhookId};
 
@@ -104,6 +105,26 @@ impl Deliveries {
         self.queue
             .statistics(&StatsQuery::new(webhooks, since, now))
             .await
+    }
+
+    /// Purges what `policy` no longer keeps, batch after batch until nothing is left to
+    /// purge, and returns the totals. For hosts that schedule purges themselves (workers
+    /// purge on their own; see [`WorkerOptions::retention`](crate::WorkerOptions::retention)).
+    ///
+    /// # Errors
+    /// [`QueueError`] when the queue fails (batches already purged stay purged);
+    /// [`QueueError::Unsupported`] from a host's queue that does not purge.
+    pub async fn purge(&self, policy: &RetentionPolicy) -> Result<PurgeReport, QueueError> {
+        let mut total = PurgeReport::default();
+        loop {
+            let report = self.queue.purge(&policy.request(Utc::now())).await?;
+            total.deliveries += report.deliveries;
+            total.attempts += report.attempts;
+            total.events += report.events;
+            if !report.more || report.deliveries == 0 {
+                return Ok(total);
+            }
+        }
     }
 
     /// How many pending deliveries are due, scheduled and in flight now, across the queue.

@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 
 use super::stats::StatsBuilder;
 use super::types::*;
-use super::{page_limit, DeliveryQueue, DeliveryStats, QueueDepth, QueueError, StatsQuery};
+use super::{
+    page_limit, DeliveryQueue, DeliveryStats, PurgeReport, PurgeRequest, QueueDepth, QueueError,
+    StatsQuery,
+};
 use crate::webhook::{DeliveryId, EventId, OrgId, WebhookId};
 
 /// A [`DeliveryQueue`] in memory: retries, leases and logs work as with any backend, but a
@@ -446,6 +449,34 @@ impl DeliveryQueue for MemoryQueue {
             }
         }
         Ok(depth)
+    }
+
+    async fn purge(&self, request: &PurgeRequest) -> Result<PurgeReport, QueueError> {
+        let mut s = self.lock();
+        let mut chosen: Vec<DeliveryId> = s
+            .settled
+            .iter()
+            .filter_map(|(number, id)| {
+                let row = s.deliveries.get(id)?;
+                (row.settled == Some(*number)
+                    && request.selects(row.record.status, row.record.updated_at))
+                .then_some(*id)
+            })
+            .take(request.limit.saturating_add(1))
+            .collect();
+        let more = chosen.len() > request.limit;
+        chosen.truncate(request.limit);
+        let mut report = PurgeReport::default();
+        for id in chosen {
+            let attempts = s.attempts.get(&id).map_or(0, Vec::len);
+            let events = s.events.len();
+            s.forget(id);
+            report.deliveries += 1;
+            report.attempts += u64::try_from(attempts).unwrap_or(u64::MAX);
+            report.events += u64::try_from(events.saturating_sub(s.events.len())).unwrap_or(0);
+        }
+        report.more = more;
+        Ok(report)
     }
 
     async fn event_deliveries(&self, event: &EventId) -> Result<Vec<DeliveryRecord>, QueueError> {

@@ -24,6 +24,7 @@
 
 mod manage;
 mod memory;
+mod retention;
 mod stats;
 mod types;
 
@@ -38,6 +39,7 @@ use crate::webhook::{DeliveryId, EventId};
 
 pub use manage::Deliveries;
 pub use memory::{MemoryQueue, DEFAULT_KEEP_SETTLED};
+pub use retention::{PurgeReport, PurgeRequest, RetentionPolicy};
 pub use stats::{percentile, DeliveryStats, QueueDepth, StatsQuery, WebhookStats};
 pub use types::{
     AttemptErrorKind, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryRecord,
@@ -164,6 +166,17 @@ pub trait DeliveryQueue: Send + Sync + fmt::Debug {
     async fn event_deliveries(&self, event: &EventId) -> Result<Vec<DeliveryRecord>, QueueError> {
         let _ = event;
         Err(QueueError::Unsupported("event_deliveries"))
+    }
+
+    /// Removes up to `request.limit` settled deliveries past their retention (see
+    /// [`PurgeRequest`]) with their attempts, and the events none of whose deliveries is
+    /// left; says whether more may be due. Each call is short: workers call it in a loop.
+    /// Pending deliveries, and payloads a delivery still needs, are never removed.
+    ///
+    /// The default answers [`QueueError::Unsupported`], and nothing is ever removed.
+    async fn purge(&self, request: &PurgeRequest) -> Result<PurgeReport, QueueError> {
+        let _ = request;
+        Err(QueueError::Unsupported("purge"))
     }
 
     /// Keeps a test send in the delivery log: `event` (the test event, with its one

@@ -98,6 +98,16 @@ pub enum SqliteError {
     /// The blocking task running SQLite was cancelled (the runtime is shutting down).
     #[error("the SQLite task did not finish: {0}")]
     Task(String),
+    /// `VACUUM` failed (another connection held the file for longer than the busy timeout,
+    /// or the disk has no room for the copy it makes); nothing was lost, try again later.
+    #[error("vacuuming the SQLite database {path} failed: {source}; nothing was lost, try again when the file is less busy")]
+    Vacuum {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 impl SqliteStore {
@@ -129,6 +139,32 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Gives the space of purged rows back to the file system: `VACUUM`, then a checkpoint
+    /// that truncates the write-ahead log. Purges (see
+    /// [`RetentionPolicy`](crate::queue::RetentionPolicy)) free pages for reuse but do not
+    /// shrink the file; call this off-peak (weekly, say) when the file should shrink. It
+    /// rewrites the whole file, needs as much free disk again, and holds the write lock while
+    /// it runs: emits wait (up to the 10 s busy timeout each).
+    ///
+    /// # Errors
+    /// [`SqliteError::Vacuum`]; [`SqliteError::Task`].
+    pub async fn vacuum(&self) -> Result<(), SqliteError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let failed = |source| SqliteError::Vacuum {
+                path: path.clone(),
+                source,
+            };
+            let conn = rusqlite::Connection::open(&path).map_err(failed)?;
+            conn.busy_timeout(std::time::Duration::from_secs(30))
+                .map_err(failed)?;
+            conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(failed)
+        })
+        .await
+        .map_err(|e| SqliteError::Task(e.to_string()))?
     }
 
     /// Runs the write `f` atomically, committed with whatever other writes are waiting

@@ -16,7 +16,8 @@ use crate::queue::AttemptErrorKind;
 use crate::queue::{
     page_limit, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryQueue,
     DeliveryRecord, DeliveryStats, DeliveryStatus, Enqueued, Finish, FinishReport, Health,
-    LastError, LeaseId, NewEvent, QueueDepth, QueueError, StatsQuery, WebhookStats,
+    LastError, LeaseId, NewEvent, PurgeReport, PurgeRequest, QueueDepth, QueueError, StatsQuery,
+    WebhookStats,
 };
 use crate::webhook::{DeliveryId, EventId, WebhookId};
 
@@ -522,6 +523,61 @@ impl DeliveryQueue for SqliteStore {
                             row.get::<_, Option<i64>>(3)?.map(from_micros),
                         ))
                     })?)
+            })
+            .await?)
+    }
+
+    async fn purge(&self, request: &PurgeRequest) -> Result<PurgeReport, QueueError> {
+        let (succeeded, dead) = (
+            micros(request.succeeded_before),
+            micros(request.dead_before),
+        );
+        let limit = request.limit;
+        Ok(self
+            .call(move |conn| {
+                let mut chosen: Vec<(String, String)> = Vec::new();
+                {
+                    let mut select = conn.prepare_cached(
+                        "SELECT id, event_id FROM deliveries
+                         WHERE (status = 'succeeded' AND updated_at < ?1)
+                            OR (status = 'dead' AND updated_at < ?2)
+                         LIMIT (SELECT ?3)",
+                    )?;
+                    let bound = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+                    let mut rows = select.query(params![succeeded, dead, bound])?;
+                    while let Some(row) = rows.next()? {
+                        chosen.push((row.get(0)?, row.get(1)?));
+                    }
+                }
+                let more = chosen.len() > limit;
+                chosen.truncate(limit);
+                let mut report = PurgeReport::default();
+                let mut events: Vec<&str> = Vec::with_capacity(chosen.len());
+                for (id, event) in &chosen {
+                    let attempts = conn
+                        .prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1")?
+                        .execute([id])?;
+                    report.attempts += u64::try_from(attempts).unwrap_or(0);
+                    report.deliveries += u64::try_from(
+                        conn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+                            .execute([id])?,
+                    )
+                    .unwrap_or(0);
+                    events.push(event);
+                }
+                events.sort_unstable();
+                events.dedup();
+                for event in events {
+                    let gone = conn
+                        .prepare_cached(
+                            "DELETE FROM events WHERE id = ?1
+                             AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1)",
+                        )?
+                        .execute([event])?;
+                    report.events += u64::try_from(gone).unwrap_or(0);
+                }
+                report.more = more;
+                Ok(report)
             })
             .await?)
     }

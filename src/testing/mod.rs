@@ -169,6 +169,7 @@ macro_rules! delivery_queue_conformance {
             depth_counts_due_scheduled_and_in_flight,
             finds_the_deliveries_of_an_event,
             keeps_test_sends_settled,
+            purges_settled_deliveries_past_retention,
             emits_of_text_it_cannot_store_are_refused_first
         );
     };

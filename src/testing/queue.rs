@@ -974,3 +974,98 @@ pub async fn keeps_test_sends_settled<B: DeliveryQueue>(queue: Arc<B>) {
         "test sends: listed with the webhook's deliveries"
     );
 }
+
+/// A purge removes settled deliveries past their retention with their attempts, and an
+/// event only once none of its deliveries is left; it never touches pending deliveries, and
+/// it keeps to its limit, saying when more remain. A queue keeping the trait's default
+/// answers `Unsupported`.
+pub async fn purges_settled_deliveries_past_retention<B: DeliveryQueue>(queue: Arc<B>) {
+    use crate::queue::{PurgeRequest, QueueError};
+    let queue = &*queue;
+    let (hook, other) = (WebhookId::new(), WebhookId::new());
+    let alone = event(0, &[hook]);
+    let shared = event(1, &[hook, other]);
+    let dies = event(2, &[hook]);
+    let young = event(3, &[hook]);
+    let (alone_id, shared_done, shared_waiting, dies_id, young_id) = (
+        alone.deliveries[0].id,
+        shared.deliveries[0].id,
+        shared.deliveries[1].id,
+        dies.deliveries[0].id,
+        young.deliveries[0].id,
+    );
+    let shared_payload = shared.payload.clone();
+    for e in [alone, shared, dies, young] {
+        enqueue(queue, e).await;
+    }
+    let claims = queue
+        .claim(&ClaimRequest::new(t(10), LEASE, 10).skip(vec![other]))
+        .await
+        .expect("claim");
+    settle_one(queue, &claims, alone_id, success(10), Next::Succeeded).await;
+    settle_one(queue, &claims, shared_done, success(10), Next::Succeeded).await;
+    settle_one(queue, &claims, dies_id, failure(20, 500), Next::Dead).await;
+    settle_one(queue, &claims, young_id, success(500), Next::Succeeded).await;
+
+    let first = match queue.purge(&PurgeRequest::new(t(100), t(15), 10)).await {
+        Err(QueueError::Unsupported(_)) => return,
+        other => other.expect("purge"),
+    };
+    assert_eq!(
+        (first.deliveries, first.attempts, first.events, first.more),
+        (2, 2, 1, false),
+        "purge: the two old successes and the one event left with nothing: {first:?}"
+    );
+    for gone in [alone_id, shared_done] {
+        assert!(
+            queue.get_delivery(&gone).await.expect("get").is_none(),
+            "purge: gone"
+        );
+        assert!(queue.attempts(&gone).await.expect("attempts").is_empty());
+    }
+    for kept in [dies_id, young_id, shared_waiting] {
+        assert!(
+            queue.get_delivery(&kept).await.expect("get").is_some(),
+            "purge: kept"
+        );
+    }
+    let waiting = claim(queue, 20, 10).await;
+    assert_eq!(waiting.len(), 1, "purge: the pending delivery is still due");
+    assert_eq!(waiting[0].delivery.id, shared_waiting);
+    assert_eq!(
+        waiting[0].payload, shared_payload,
+        "purge: a payload stays while a delivery needs it"
+    );
+    settle_one(
+        queue,
+        &waiting,
+        shared_waiting,
+        success(600),
+        Next::Succeeded,
+    )
+    .await;
+
+    // Everything is old now: one at a time, each call says whether more remain.
+    let everything = PurgeRequest::new(t(10_000), t(10_000), 1);
+    let mut removed = 0;
+    let mut events = 0;
+    loop {
+        let report = queue.purge(&everything).await.expect("purge");
+        assert!(report.deliveries <= 1, "purge: the limit holds");
+        removed += report.deliveries;
+        events += report.events;
+        if !report.more {
+            break;
+        }
+    }
+    assert_eq!(
+        (removed, events),
+        (3, 3),
+        "purge: the rest, and their events"
+    );
+    let none = queue
+        .list_deliveries(&DeliveryQuery::new(hook))
+        .await
+        .expect("list");
+    assert!(none.items.is_empty(), "purge: nothing left of the webhook");
+}

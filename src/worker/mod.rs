@@ -11,6 +11,7 @@
 
 mod attempt;
 mod depth;
+mod purge;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +25,7 @@ use tracing::Instrument;
 
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::{Sender, Waiters};
-use crate::queue::{Claim, ClaimRequest, DeliveryQueue, Finish, LeaseId};
+use crate::queue::{Claim, ClaimRequest, DeliveryQueue, Finish, LeaseId, RetentionPolicy};
 use crate::store::ConfigStore;
 use crate::webhook::{DeliveryId, WebhookId};
 use crate::EventType;
@@ -57,6 +58,12 @@ pub struct WorkerOptions {
     /// Adds a `webhook_id` label to the attempt metrics (default off): one time series per
     /// webhook, so only for a bounded number of webhooks. See [`crate::telemetry`].
     pub metrics_per_webhook: bool,
+    /// What the worker purges from the delivery log, and how often (default
+    /// [`RetentionPolicy::default`]: succeeded deliveries after 30 days, dead ones after 90,
+    /// every hour, 1,000 per batch; `None`: never — the host calls
+    /// [`Deliveries::purge`](crate::Deliveries::purge) itself). Several workers may purge the
+    /// same queue: each batch is its own short transaction.
+    pub retention: Option<RetentionPolicy>,
     /// How often the worker samples the [queue's depth](crate::DeliveryQueue::depth) into
     /// the `dataops_webhooks_queue_depth` gauges (default 15 s; `None`: never). A queue
     /// that does not report its depth is asked once.
@@ -76,6 +83,7 @@ impl Default for WorkerOptions {
             shutdown_grace: Duration::from_secs(30),
             metrics_per_webhook: false,
             depth_interval: Some(Duration::from_secs(15)),
+            retention: Some(RetentionPolicy::default()),
         }
     }
 }
@@ -134,6 +142,13 @@ impl WorkerOptions {
     #[must_use]
     pub fn metrics_per_webhook(mut self, on: bool) -> Self {
         self.metrics_per_webhook = on;
+        self
+    }
+
+    /// Sets [`retention`](Self::retention).
+    #[must_use]
+    pub fn retention(mut self, policy: Option<RetentionPolicy>) -> Self {
+        self.retention = policy;
         self
     }
 
@@ -444,6 +459,13 @@ pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle 
         tokio::spawn(depth::sample(
             worker.parts.queue.clone(),
             interval,
+            stopped.clone(),
+        ));
+    }
+    if let Some(policy) = worker.options.retention {
+        tokio::spawn(purge::run(
+            worker.parts.queue.clone(),
+            policy,
             stopped.clone(),
         ));
     }
