@@ -208,6 +208,7 @@ mod tests {
             schemes: SignatureSchemes::NONE.with(crate::signing::SignatureScheme::HubSignature),
             profile: crate::signing::HeaderProfile::default(),
             previous_secret: None,
+            rate_limit: None,
             created_at: now,
             updated_at: now,
             revision: 0,

@@ -132,6 +132,7 @@ impl Webhooks {
             schemes: new.schemes,
             profile: new.profile,
             previous_secret: None,
+            rate_limit: new.rate_limit,
             created_at: now,
             updated_at: now,
             revision: 0,
@@ -198,6 +199,10 @@ impl Webhooks {
             let profile = update.profile.unwrap_or(webhook.profile);
             validate::secret_fits(webhook.secret.as_ref(), profile, schemes)?;
             (webhook.schemes, webhook.profile) = (schemes, profile);
+        }
+        if let Some(limit) = update.rate_limit {
+            validate::rate_limit(limit.as_ref())?;
+            webhook.rate_limit = limit;
         }
         if let Some(active) = update.active {
             webhook.status = if active {

@@ -37,6 +37,7 @@ fn webhook(org_name: &str, scope: Scope) -> Webhook {
         schemes: SignatureSchemes::default(),
         profile: crate::signing::HeaderProfile::default(),
         previous_secret: None,
+        rate_limit: None,
         created_at: at,
         updated_at: at,
         revision: 0,
@@ -65,6 +66,7 @@ pub async fn round_trips_every_field<B: ConfigStore>(store: Arc<B>) {
     full.secret = Some(Secret::parse("labelbox-style-secret").unwrap_or_else(|e| panic!("{e}")));
     full.schemes = SignatureSchemes::NONE.with(SignatureScheme::HubSignature);
     full.profile = HeaderProfile::GitHub;
+    full.rate_limit = Some(crate::webhook::RateLimit::per_second(12.5).burst(4));
     full.previous_secret = Some(PreviousSecret {
         secret: Secret::import("short").unwrap_or_else(|e| panic!("{e}")),
         expires_at: full.created_at + Duration::days(1),

@@ -290,6 +290,10 @@ pub struct Webhook {
     /// see [`Webhooks::rotate_secret`](crate::Webhooks::rotate_secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret: Option<PreviousSecret>,
+    /// At most this many requests per second to it, from each worker process (`None`: as
+    /// fast as it answers, within the concurrency limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
@@ -353,6 +357,8 @@ pub struct NewWebhook {
     pub schemes: SignatureSchemes,
     /// Which header conventions its requests follow (default: the platform's).
     pub profile: HeaderProfile,
+    /// A cap on its request rate (default: none).
+    pub rate_limit: Option<RateLimit>,
     /// The first header [`header`](Self::header) refused, reported by `create`.
     header_error: Option<WebhookError>,
 }
@@ -372,6 +378,7 @@ impl NewWebhook {
             secret: None,
             schemes: SignatureSchemes::default(),
             profile: HeaderProfile::default(),
+            rate_limit: None,
             header_error: None,
         }
     }
@@ -443,6 +450,13 @@ impl NewWebhook {
         self.profile = profile;
         self
     }
+
+    /// Caps the rate of requests to the endpoint.
+    #[must_use]
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
 }
 
 /// A change to a webhook: every field left `None` stays as it is.
@@ -473,6 +487,8 @@ pub struct WebhookUpdate {
     pub schemes: Option<SignatureSchemes>,
     /// A new header profile.
     pub profile: Option<HeaderProfile>,
+    /// A new rate limit; `Some(None)` removes it.
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 impl WebhookUpdate {
@@ -527,6 +543,52 @@ impl WebhookUpdate {
     #[must_use]
     pub fn profile(mut self, profile: HeaderProfile) -> Self {
         self.profile = Some(profile);
+        self
+    }
+
+    /// Sets (`Some`) or removes (`None`) the rate limit.
+    #[must_use]
+    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+}
+
+/// A cap on how fast one webhook's endpoint is sent requests: `per_second` on average, with
+/// bursts of up to `burst` at once (a token bucket). Deliveries over the rate wait in the
+/// queue — they are not failed — and other endpoints are not slowed.
+///
+/// The rate is per worker process: with `n` processes working one queue, give each
+/// `per_second / n` for a total of `per_second`.
+///
+/// ```
+/// use dataops_webhooks::webhook::RateLimit;
+///
+/// let limit = RateLimit::per_second(200.0).burst(20);
+/// assert_eq!((limit.per_second, limit.burst), (200.0, 20));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// Requests per second, on average (0.001 to 1,000,000).
+    pub per_second: f64,
+    /// Requests that may go at once after a quiet spell (at least 1; default 1).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// `per_second` requests a second, one at a time.
+    pub fn per_second(per_second: f64) -> Self {
+        Self {
+            per_second,
+            burst: 1,
+        }
+    }
+
+    /// Allows bursts of `burst` requests.
+    #[must_use]
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
         self
     }
 }

@@ -6,7 +6,7 @@ use url::{Host, Url};
 
 #[cfg(doc)]
 use super::CustomHeaders;
-use super::{EventFilter, NewWebhook, Scope};
+use super::{EventFilter, NewWebhook, RateLimit, Scope};
 use crate::secret::Secret;
 use crate::signing::{HeaderProfile, SignatureSchemes, SigningError};
 use crate::transport::guard::{AddressPolicy, BlockedRange};
@@ -154,6 +154,10 @@ pub enum WebhookError {
     /// shared-secret header or a hub signature, which it cannot make.
     #[error("an asymmetric `whsk_` key signs only Standard Webhooks: choose the standard-webhooks scheme alone or the Standard Webhooks profile, or a symmetric secret")]
     SecretAsymmetric,
+    /// A rate limit outside 0.001 to 1,000,000 requests a second, or a burst outside 1 to
+    /// 1,000,000.
+    #[error("invalid rate limit: give a rate of 0.001 to 1000000 requests per second, and a burst of 1 to 1000000")]
+    InvalidRateLimit,
 }
 
 /// Checks a whole [`NewWebhook`] and returns its parsed URL.
@@ -169,6 +173,7 @@ pub fn new_webhook(new: &NewWebhook, policy: &AddressPolicy) -> Result<Url, Webh
     }
     description(new.description.as_deref())?;
     secret_fits(new.secret.as_ref(), new.profile, new.schemes)?;
+    rate_limit(new.rate_limit.as_ref())?;
     Ok(url)
 }
 
@@ -339,6 +344,22 @@ pub fn description(text: Option<&str>) -> Result<(), WebhookError> {
     }
     match text.map(|t| t.chars().count()) {
         Some(len) if len > MAX_DESCRIPTION_LEN => Err(WebhookError::DescriptionTooLong(len)),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a rate limit: a rate from 0.001 (one request in about 17 minutes) to 1,000,000 a
+/// second, a burst of 1 to 1,000,000.
+///
+/// # Errors
+/// [`WebhookError::InvalidRateLimit`].
+pub fn rate_limit(limit: Option<&RateLimit>) -> Result<(), WebhookError> {
+    match limit {
+        Some(l)
+            if !((1e-3..=1e6).contains(&l.per_second) && (1..=1_000_000).contains(&l.burst)) =>
+        {
+            Err(WebhookError::InvalidRateLimit)
+        }
         _ => Ok(()),
     }
 }

@@ -9,7 +9,7 @@ use crate::delivery::{decide, AttemptResult, DeliveryOutcome};
 use crate::queue::{failing_too_long, AttemptLog, Claim, Finish, Next};
 use crate::store::StoreError;
 use crate::telemetry::{self, Outcome};
-use crate::webhook::{Webhook, WebhookStatus};
+use crate::webhook::{RateLimit, Webhook, WebhookStatus};
 
 impl Worker {
     /// Attempts one claimed delivery and settles it. Never fails: a backend error is reported
@@ -46,6 +46,11 @@ impl Worker {
                 return self.abandon(&claim, reason).await;
             }
         };
+        if let Some(limit) = webhook.rate_limit {
+            if !self.wait_for_turn(&claim, &webhook, limit).await {
+                return;
+            }
+        }
         let span = tracing::Span::current();
         span.record("url_host", webhook.url.host_str().unwrap_or_default());
         let sent = self
@@ -139,6 +144,33 @@ impl Worker {
                 webhook_id: webhook.id,
             });
         }
+    }
+
+    /// Waits for this request's turn under the webhook's rate limit. A turn further away than
+    /// the claim's lease allows (the request must fit in it too) is given back: the claim
+    /// returns to the queue and the webhook is left out of claims until then. `false` when
+    /// the claim was returned.
+    async fn wait_for_turn(&self, claim: &Claim, webhook: &Webhook, limit: RateLimit) -> bool {
+        let now = std::time::Instant::now();
+        let wait = self.limiter.reserve(webhook.id, limit, now);
+        if wait.is_zero() {
+            return true;
+        }
+        let lease_left = claim
+            .delivery
+            .next_attempt_at
+            .and_then(|end| (end - Utc::now()).to_std().ok())
+            .unwrap_or_default();
+        if wait > lease_left.saturating_sub(self.parts.sender.request_timeout()) {
+            self.limiter.give_back(webhook.id);
+            let day = std::time::Duration::from_secs(86_400);
+            let until = now.checked_add(wait.min(day)).unwrap_or(now);
+            self.limiter.pause(webhook.id, until);
+            self.release(claim.delivery.id, claim.lease).await;
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        true
     }
 
     /// Records an attempt in the span, a debug event and the metrics.

@@ -11,6 +11,7 @@
 
 mod attempt;
 mod depth;
+mod limit;
 mod purge;
 
 use std::collections::{HashMap, VecDeque};
@@ -450,6 +451,7 @@ pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle 
         finished: Arc::new(Notify::new()),
         events: events.clone(),
         options,
+        limiter: Arc::default(),
     };
     // Counted from the start, not from the task's first poll: a caller that checks right
     // after starting sees it.
@@ -505,6 +507,8 @@ struct Worker {
     /// again.
     finished: Arc<Notify>,
     events: broadcast::Sender<HostEvent>,
+    /// Per-webhook request rates.
+    limiter: Arc<limit::Limiter>,
 }
 
 impl Worker {
@@ -644,7 +648,10 @@ impl Worker {
             .filter(|(_, n)| **n > refill_at)
             .map(|(w, _)| *w)
             .collect();
+        // Webhooks over their request rate wait in the queue until their turn.
+        skip.extend(self.limiter.paused(std::time::Instant::now()));
         skip.sort_unstable();
+        skip.dedup();
         busy.limited = !skip.is_empty() || !waiting.claims.is_empty();
         ClaimRequest::new(Utc::now(), self.lease, limit)
             .skip(skip)
