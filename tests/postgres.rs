@@ -578,3 +578,74 @@ async fn emits_arriving_together_share_a_transaction_and_one_refusal_holds_back_
         125
     );
 }
+
+/// 100,000 old settled deliveries (with their attempts and 1,000 events) are purged in
+/// batches of 1,000; nothing younger is touched. Prints the purge rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_removes_old_settled_deliveries_in_batches() {
+    let Some(schema) = TestSchema::new("purge") else {
+        return;
+    };
+    let store = schema.store().await;
+    let s = &schema.name;
+    schema
+        .execute(&format!(
+            "INSERT INTO {s}.events (id, org, project, event_type, payload, created_at)
+             SELECT 'evt_' || lpad(i::text, 32, '0'), 'acme', 'p', 'dataset-complete',
+                    convert_to(repeat('x', 900), 'UTF8'), now() - interval '100 days'
+             FROM generate_series(1, 1001) i;
+             INSERT INTO {s}.deliveries
+                 (id, event_id, webhook_id, url, status, attempts, created_at, updated_at)
+             SELECT 'dlv_' || lpad((i * 1000 + j)::text, 32, '0'),
+                    'evt_' || lpad(i::text, 32, '0'), 'wh_' || lpad(j::text, 32, '0'),
+                    'http://h/', 'succeeded', 1,
+                    now() - interval '100 days', now() - interval '100 days'
+             FROM generate_series(1, 1000) i, generate_series(1, 100) j;
+             -- One young delivery of its own event: kept.
+             INSERT INTO {s}.deliveries
+                 (id, event_id, webhook_id, url, status, attempts, created_at, updated_at)
+             VALUES ('dlv_young', 'evt_' || lpad('1001', 32, '0'), 'wh_y', 'http://h/',
+                     'succeeded', 1, now(), now());
+             INSERT INTO {s}.attempts (delivery_id, attempted_at, status, duration_us, response)
+             SELECT id, updated_at, 204, 1000, '' FROM {s}.deliveries;
+             ANALYZE {s}.deliveries;"
+        ))
+        .await;
+    let policy = dataops_webhooks::queue::RetentionPolicy::default();
+    let started = std::time::Instant::now();
+    let (mut deliveries, mut attempts, mut events, mut calls) = (0, 0, 0, 0);
+    loop {
+        let report = store
+            .purge(&policy.request(Utc::now()))
+            .await
+            .expect("purge");
+        assert!(report.deliveries <= 1_000, "a batch keeps to its limit");
+        deliveries += report.deliveries;
+        attempts += report.attempts;
+        events += report.events;
+        calls += 1;
+        if !report.more {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "PostgreSQL purged {deliveries} deliveries, {attempts} attempts, {events} events in {calls} batches, {elapsed:?}: {:.0} deliveries/s",
+        deliveries as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!((deliveries, attempts, events), (100_000, 100_000, 1_000));
+    assert_eq!(
+        schema
+            .number(&format!("SELECT count(*) FROM {s}.deliveries"))
+            .await,
+        1,
+        "the young delivery is kept"
+    );
+    assert_eq!(
+        schema
+            .number(&format!("SELECT count(*) FROM {s}.events"))
+            .await,
+        1,
+        "and its event"
+    );
+}
