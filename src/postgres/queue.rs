@@ -71,6 +71,11 @@ where
         .map_err(|e: T::Err| Failure::Corrupt(format!("column {index}: {e}")))
 }
 
+/// A `bigint` count column as a `u64`.
+fn count(row: &Row, index: usize) -> Result<u64, Failure> {
+    Ok(u64::try_from(row.try_get::<_, i64>(index)?).unwrap_or(0))
+}
+
 fn record(row: &Row) -> Result<DeliveryRecord, Failure> {
     let attempts: i32 = row.try_get(7)?;
     Ok(DeliveryRecord {
@@ -165,6 +170,21 @@ impl PostgresStore {
             Conn::Pooled(&client).query(sql, params).await
         };
         run.await.map_err(|f| f.into_queue_error(self.schema()))
+    }
+
+    /// Runs one statement and reads its first row with `read` (the default without one).
+    async fn first_row<T: Default>(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+        read: impl Fn(&Row) -> Result<T, Failure>,
+    ) -> Result<T, QueueError> {
+        let rows = self.rows(sql, params).await?;
+        rows.first()
+            .map(read)
+            .transpose()
+            .map_err(|f| self.queue_error(f))
+            .map(Option::unwrap_or_default)
     }
 
     pub(super) fn queue_error(&self, failure: Failure) -> QueueError {
@@ -356,49 +376,30 @@ impl DeliveryQueue for PostgresStore {
     }
 
     async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, QueueError> {
-        let rows = self.rows(&self.inner.sql.depth, &[&now]).await?;
-        let read = |row: &Row| -> Result<QueueDepth, Failure> {
-            let count = |i: usize| -> Result<u64, Failure> {
-                Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
-            };
+        self.first_row(&self.inner.sql.depth, &[&now], |row| {
             Ok(QueueDepth::new(
-                count(0)?,
-                count(1)?,
-                count(2)?,
+                count(row, 0)?,
+                count(row, 1)?,
+                count(row, 2)?,
                 row.try_get(3)?,
             ))
-        };
-        rows.first()
-            .map(read)
-            .transpose()
-            .map_err(|f| self.queue_error(f))
-            .map(Option::unwrap_or_default)
+        })
+        .await
     }
 
     async fn purge(&self, request: &PurgeRequest) -> Result<PurgeReport, QueueError> {
         let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
-        let rows = self
-            .rows(
-                &self.inner.sql.purge,
-                &[&request.succeeded_before, &request.dead_before, &limit],
-            )
-            .await?;
-        let read = |row: &Row| -> Result<PurgeReport, Failure> {
-            let count = |i: usize| -> Result<u64, Failure> {
-                Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
-            };
+        let params: [&(dyn ToSql + Sync); 3] =
+            [&request.succeeded_before, &request.dead_before, &limit];
+        self.first_row(&self.inner.sql.purge, &params, |row| {
             Ok(PurgeReport::new(
-                count(0)?,
-                count(1)?,
-                count(2)?,
+                count(row, 0)?,
+                count(row, 1)?,
+                count(row, 2)?,
                 row.try_get(3)?,
             ))
-        };
-        rows.first()
-            .map(read)
-            .transpose()
-            .map_err(|f| self.queue_error(f))
-            .map(Option::unwrap_or_default)
+        })
+        .await
     }
 
     async fn event_deliveries(&self, event: &EventId) -> Result<Vec<DeliveryRecord>, QueueError> {
