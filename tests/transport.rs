@@ -320,6 +320,19 @@ async fn requests_go_through_the_proxy_and_the_guard_still_refuses_blocked_targe
         assert_eq!(log[0].1, expected_auth, "credentials sent to the proxy");
     }
 
+    // An https:// target is tunnelled: the proxy is asked to CONNECT (this one refuses).
+    let tunnelled = allowing.send(request("https://127.0.0.1:9/secure")).await;
+    assert!(tunnelled.is_err(), "the recording proxy refuses tunnels");
+    {
+        let log = seen.lock().expect("lock");
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!(log[1].0, "CONNECT 127.0.0.1:9 HTTP/1.1");
+        assert_eq!(
+            log[1].1, expected_auth,
+            "credentials on the tunnel request too"
+        );
+    }
+
     // The default policy refuses loopback targets before the proxy is asked.
     let guarded = HttpTransport::builder()
         .proxy(proxy)
@@ -339,7 +352,7 @@ async fn requests_go_through_the_proxy_and_the_guard_still_refuses_blocked_targe
     }
     assert_eq!(
         seen.lock().expect("lock").len(),
-        1,
+        2,
         "the proxy saw no refused request"
     );
 }
