@@ -39,6 +39,7 @@
 //! | `dataops_webhooks_backend_errors_total` | counter | `operation` ([`BackendOperation::as_str`](crate::worker::BackendOperation::as_str)) |
 //! | `dataops_webhooks_queue_depth` | gauge | `state` (`due`, `scheduled`, `in_flight`) — sampled by each worker |
 //! | `dataops_webhooks_queue_oldest_due_seconds` | gauge | — age of the oldest delivery due and not yet claimed |
+//! | `dataops_webhooks_purged_total` | counter | `kind` (`deliveries`, `attempts`, `events`) — removed by the workers' retention purges |
 //!
 //! Every label has a fixed, small set of values. The webhook id is added as a `webhook_id`
 //! label to the attempt counter and duration histogram only when a worker is started with
@@ -79,6 +80,8 @@ pub mod names {
     pub const QUEUE_DEPTH: &str = "dataops_webhooks_queue_depth";
     /// Age of the oldest delivery due and not claimed, in seconds.
     pub const QUEUE_OLDEST_DUE: &str = "dataops_webhooks_queue_oldest_due_seconds";
+    /// Rows the workers' purges removed, by kind.
+    pub const PURGED: &str = "dataops_webhooks_purged_total";
 }
 
 /// How an attempt ended, as the metrics and spans name it.
@@ -132,6 +135,7 @@ pub(crate) fn describe() {
         "Failures of the delivery queue or config store met by the worker"
     );
     describe_gauge!(names::QUEUE_DEPTH, "Pending deliveries by state");
+    describe_counter!(names::PURGED, "Rows removed by retention purges, by kind");
     describe_gauge!(
         names::QUEUE_OLDEST_DUE,
         Unit::Seconds,
@@ -320,6 +324,19 @@ pub(crate) fn test_sent(delivered: bool) {
 /// The worker met a backend failure during `operation`.
 pub(crate) fn backend_error(operation: &'static str) {
     counter!(names::BACKEND_ERRORS, "operation" => operation).increment(1);
+}
+
+/// A purge removed these rows.
+pub(crate) fn purged(report: &crate::queue::PurgeReport) {
+    for (kind, n) in [
+        ("deliveries", report.deliveries),
+        ("attempts", report.attempts),
+        ("events", report.events),
+    ] {
+        if n > 0 {
+            counter!(names::PURGED, "kind" => kind).increment(n);
+        }
+    }
 }
 
 /// A sample of the queue's depth.

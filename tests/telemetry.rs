@@ -675,3 +675,34 @@ async fn a_backend_failure_is_warned_with_its_source_chain_and_counted() {
     let label = [("operation", "settle")];
     assert_eq!(counter(&after, names::BACKEND_ERRORS, &label), 1);
 }
+
+#[tokio::test]
+async fn purges_are_counted_by_kind() {
+    let _serial = serial().await;
+    metrics(); // drain what earlier tests recorded
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    hook(&d, server.url("/ok")).await;
+    let eager = dataops_webhooks::queue::RetentionPolicy::default()
+        .succeeded(Duration::ZERO)
+        .interval(10 * MS);
+    let worker = d.start_worker(options().retention(Some(eager)));
+    for _ in 0..3 {
+        let receipt = d.emit(dataset()).await.expect("emit");
+        for ticket in &receipt.deliveries {
+            assert!(ticket.outcome().await.is_success());
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut purged = 0;
+    while purged < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "purged {purged} of 3"
+        );
+        tokio::time::sleep(20 * MS).await;
+        purged += counter(&metrics(), names::PURGED, &[("kind", "deliveries")]);
+    }
+    worker.shutdown().await;
+    assert_eq!(purged, 3, "each purged delivery counted once");
+}

@@ -25,6 +25,7 @@ pub(super) async fn run(
             }
             match queue.purge(&policy.request(Utc::now())).await {
                 Ok(report) => {
+                    crate::telemetry::purged(&report);
                     total.deliveries += report.deliveries;
                     total.attempts += report.attempts;
                     total.events += report.events;
