@@ -20,7 +20,7 @@
 //!
 //! | level | when |
 //! |---|---|
-//! | `warn` | a webhook was disabled by the worker; a delivery is dead (attempts spent or endpoint gone); the queue or store failed (with the error's source chain); an event was emitted while this dispatcher has no running worker (once per dispatcher, until a worker starts); a webhook was sent a request without a signature (once per webhook and process) |
+//! | `warn` | a webhook was disabled by the worker; a delivery is dead (attempts spent or endpoint gone); the queue or store failed (with the error's source chain); an event was emitted while this dispatcher has no running worker (once per dispatcher, until a worker starts); a webhook was sent a request without a signature (once per webhook and process); a retention purge failed |
 //! | `debug` | each attempt, with its outcome |
 //!
 //! Nothing is logged at `info` or above for a delivery that succeeds.
