@@ -18,6 +18,19 @@ const RATE: f64 = 200.0;
 const BURST: u32 = 10;
 const N: usize = 1_000;
 
+/// Emits `n` dataset events to project `p`.
+async fn emit_datasets(d: &WebhookDispatcher, n: usize) {
+    for i in 0..n {
+        let dataset = Dataset {
+            id: format!("d{i}"),
+            ..Default::default()
+        };
+        d.emit(Event::dataset_complete("p", dataset))
+            .await
+            .expect("emit");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limited_endpoint_is_paced_and_an_unlimited_one_is_not_slowed() {
     let server = Flaky::start().await;
@@ -36,16 +49,7 @@ async fn a_limited_endpoint_is_paced_and_an_unlimited_one_is_not_slowed() {
         .await
         .expect("create");
     let worker = d.start_worker(WorkerOptions::default().poll_interval(Duration::from_millis(20)));
-    for n in 0..N {
-        let event = Event::dataset_complete(
-            "p",
-            Dataset {
-                id: format!("d{n}"),
-                ..Default::default()
-            },
-        );
-        d.emit(event).await.expect("emit");
-    }
+    emit_datasets(&d, N).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.requests("/limited").len() < N {
         assert!(
@@ -170,16 +174,7 @@ async fn a_turn_beyond_the_lease_goes_back_to_the_queue_and_comes_again() {
             .lease(Duration::from_secs(1))
             .poll_interval(Duration::from_millis(20)),
     );
-    for n in 0..5 {
-        let event = Event::dataset_complete(
-            "p",
-            Dataset {
-                id: format!("d{n}"),
-                ..Default::default()
-            },
-        );
-        d.emit(event).await.expect("emit");
-    }
+    emit_datasets(&d, 5).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.requests("/slow-rate").len() < 5 {
         assert!(Instant::now() < deadline, "all five arrive in the end");
