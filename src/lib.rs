@@ -26,6 +26,9 @@
 //! - [`receiver`]: verify and parse on the receiving side.
 //! - [`labeling`]: hand-off of exported issues to labeling services — helpers on the exported
 //!   issue, and a receiver that routes `issue-exported` to a handler (axum: feature `axum`).
+//! - `management` (feature `management`): the Webhooks tab — a JSON API (OpenAPI 3.1, problem
+//!   details, scoped by the host's `Authorizer`) and its embedded page, as an axum router to
+//!   nest.
 //! - `testing` (feature `test-util`): conformance suites for a host's own store and queue, and
 //!   a [`Dispatcher`] test double.
 //!
@@ -202,6 +205,8 @@
 pub mod error;
 pub mod event;
 pub mod labeling;
+#[cfg(feature = "management")]
+pub mod management;
 pub mod secret;
 pub mod signing;
 
@@ -264,7 +269,8 @@ pub const USER_AGENT: &str = concat!("dataops-webhooks/", env!("CARGO_PKG_VERSIO
     feature = "dispatch",
     feature = "receiver",
     feature = "sqlite",
-    feature = "postgres"
+    feature = "postgres",
+    feature = "management"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
