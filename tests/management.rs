@@ -50,6 +50,19 @@ async fn create(app: &App, who: Who, project: Option<&str>, url: &str, events: &
     answer.json["id"].as_str().expect("id").to_owned()
 }
 
+/// Exports the sample issue in `project` as `who`.
+async fn export(app: &App, who: Who, project: &str) -> harness::Answer {
+    let body = json!({ "issue": issue() });
+    app.call(
+        who,
+        POST,
+        "/api/projects/{project}/export",
+        &[project],
+        Some(body),
+    )
+    .await
+}
+
 /// A port on 127.0.0.1 that nothing listens on.
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -571,15 +584,7 @@ async fn the_organization_secret_is_shown_in_exactly_one_answer() {
         )
         .await;
     assert_eq!(preview.status, 200);
-    let export = app
-        .call(
-            ACME,
-            POST,
-            "/api/projects/{project}/export",
-            &["p"],
-            Some(json!({ "issue": issue() })),
-        )
-        .await;
+    let export = export(&app, ACME, "p").await;
     assert_eq!(export.status, 200);
     let deliveries = app
         .call(ACME, GET, "/api/webhooks/{id}/deliveries", &[&id], None)
@@ -823,15 +828,7 @@ async fn export_to_labeling_reports_each_first_attempt_or_that_no_webhook_handle
     let ok = TestServer::start(Reply::Status(200, "queued")).await;
     let down = TestServer::start(Reply::Status(503, "labeling service is down")).await;
 
-    let unhandled = app
-        .call(
-            ACME,
-            POST,
-            "/api/projects/{project}/export",
-            &["traffic-signs"],
-            Some(json!({ "issue": issue() })),
-        )
-        .await;
+    let unhandled = export(&app, ACME, "traffic-signs").await;
     assert_eq!((unhandled.status, unhandled.problem()), (409, "no-webhook"));
     assert!(unhandled.json["detail"]
         .as_str()
@@ -846,15 +843,7 @@ async fn export_to_labeling_reports_each_first_attempt_or_that_no_webhook_handle
         &["issue-exported"],
     )
     .await;
-    let exported = app
-        .call(
-            ACME,
-            POST,
-            "/api/projects/{project}/export",
-            &["traffic-signs"],
-            Some(json!({ "issue": issue() })),
-        )
-        .await;
+    let exported = export(&app, ACME, "traffic-signs").await;
     assert_eq!(exported.status, 200, "{}", exported.text);
     assert_eq!(exported.json["outcomes"].as_array().map(Vec::len), Some(1));
     assert_eq!(exported.json["outcomes"][0]["result"], "delivered");
@@ -874,15 +863,7 @@ async fn export_to_labeling_reports_each_first_attempt_or_that_no_webhook_handle
         &["issue-exported"],
     )
     .await;
-    let partly = app
-        .call(
-            ACME,
-            POST,
-            "/api/projects/{project}/export",
-            &["traffic-signs"],
-            Some(json!({ "issue": issue() })),
-        )
-        .await;
+    let partly = export(&app, ACME, "traffic-signs").await;
     let results: BTreeSet<String> = partly.json["outcomes"]
         .as_array()
         .expect("outcomes")
@@ -910,15 +891,7 @@ async fn export_to_labeling_reports_each_first_attempt_or_that_no_webhook_handle
         )
         .await;
     assert_eq!((bad_issue.status, bad_issue.pointer()), (400, "/issue/id"));
-    let other_project = app
-        .call(
-            LABELER,
-            POST,
-            "/api/projects/{project}/export",
-            &["street-scenes"],
-            Some(json!({ "issue": issue() })),
-        )
-        .await;
+    let other_project = export(&app, LABELER, "street-scenes").await;
     assert_eq!(other_project.status, 403);
 }
 
@@ -931,15 +904,7 @@ async fn an_export_with_no_worker_to_send_answers_pending_in_time() {
     .await;
     let ok = TestServer::start(Reply::Gated).await;
     create(&app, ACME, Some("p"), &ok.url("/slow"), &["issue-exported"]).await;
-    let exported = app
-        .call(
-            ACME,
-            POST,
-            "/api/projects/{project}/export",
-            &["p"],
-            Some(json!({ "issue": issue() })),
-        )
-        .await;
+    let exported = export(&app, ACME, "p").await;
     assert_eq!(exported.status, 200);
     assert_eq!(exported.json["outcomes"][0]["result"], "pending");
     ok.open_gate();
@@ -952,15 +917,7 @@ async fn deliveries_are_listed_filtered_redelivered_and_recovered() {
     let id = create(&app, ACME, Some("p"), &down.url("/h"), &["issue-exported"]).await;
     let since = chrono::Utc::now() - chrono::Duration::seconds(5);
     for _ in 0..3 {
-        let exported = app
-            .call(
-                ACME,
-                POST,
-                "/api/projects/{project}/export",
-                &["p"],
-                Some(json!({ "issue": issue() })),
-            )
-            .await;
+        let exported = export(&app, ACME, "p").await;
         assert_eq!(exported.json["outcomes"][0]["result"], "rejected");
     }
     let all = app
@@ -1157,15 +1114,7 @@ async fn no_route_lets_one_tenant_see_or_touch_anothers_webhooks_or_deliveries()
         projects: Some("p"),
     };
     for (who, project) in [(GLOBEX, "p"), (ACME, "q")] {
-        let exported = app
-            .call(
-                who,
-                POST,
-                "/api/projects/{project}/export",
-                &[project],
-                Some(json!({ "issue": issue() })),
-            )
-            .await;
+        let exported = export(&app, who, project).await;
         assert_eq!(exported.status, 200, "{}", exported.text);
     }
     globex_rx.wait_for(1).await;
@@ -1251,14 +1200,7 @@ async fn no_route_lets_one_tenant_see_or_touch_anothers_webhooks_or_deliveries()
     assert!(!subscribers.text.contains(&globex_hook));
     // ACME's export, secret rotation and sends reach nothing of Globex.
     let sent_to_globex = globex_rx.requests().len();
-    app.call(
-        ACME,
-        POST,
-        "/api/projects/{project}/export",
-        &["p"],
-        Some(json!({ "issue": issue() })),
-    )
-    .await;
+    export(&app, ACME, "p").await;
     app.call(ACME, POST, "/api/secret/rotate", &[], None).await;
     assert_eq!(globex_rx.requests().len(), sent_to_globex);
     // Globex's webhook, log and secret are as they were.

@@ -160,6 +160,22 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(name), png).expect("write screenshot");
 }
 
+/// Adds a webhook of project `traffic-signs` through the API, and reloads the page.
+async fn add_hook(app: &App, client: &Client, url: &str, event: &str) {
+    let body = json!({ "project": "traffic-signs", "url": url, "events": [event] });
+    let created = app
+        .call(
+            harness::admin("acme"),
+            reqwest::Method::POST,
+            "/api/webhooks",
+            &[],
+            Some(body),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    client.refresh().await.expect("reload");
+}
+
 /// The id of the webhook whose URL is `url`, through the public API.
 async fn hook_id(app: &App, url: &str) -> String {
     let page = app
@@ -286,16 +302,7 @@ async fn run(client: &Client, app: &App, labeling: &TestServer, down: &TestServe
     assert_eq!(got[0].header("x-aquarium-event"), Some("webhook-test"));
 
     // The send icon: a closed port's error.
-    let body = json!({ "project": "traffic-signs", "url": closed, "events": ["dataset-failed"] });
-    app.call(
-        harness::admin("acme"),
-        reqwest::Method::POST,
-        "/api/webhooks",
-        &[],
-        Some(body),
-    )
-    .await;
-    client.refresh().await.expect("reload");
+    add_hook(app, client, closed, "dataset-failed").await;
     let closed_row = format!("tr.dw-hook[data-id='{}']", hook_id(app, closed).await);
     until(
         client,
@@ -394,16 +401,7 @@ async fn run(client: &Client, app: &App, labeling: &TestServer, down: &TestServe
     assert_eq!(got[1].header("x-aquarium-event"), Some("issue-exported"));
 
     // Export to a failing endpoint: the endpoint's error stays in the dialog.
-    let body = json!({ "project": "traffic-signs", "url": down.url("/scale"), "events": ["issue-exported"] });
-    app.call(
-        harness::admin("acme"),
-        reqwest::Method::POST,
-        "/api/webhooks",
-        &[],
-        Some(body),
-    )
-    .await;
-    client.refresh().await.expect("reload");
+    add_hook(app, client, &down.url("/scale"), "issue-exported").await;
     until(
         client,
         "document.querySelectorAll('tr.dw-hook').length === 3",

@@ -27,6 +27,9 @@
 //! caller limited to some projects does not see the other projects' webhooks, nor the
 //! organization-wide ones, and may not touch the organization's secret (403).
 //!
+//! The page, its assets and `/openapi.json` hold no data and are served to anyone; every
+//! `/api` route asks the authorizer.
+//!
 //! # Cross-site requests
 //!
 //! Every request that changes something (any method but `GET`, `HEAD` and `OPTIONS`) must

@@ -365,3 +365,75 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+    use crate::webhook::WebhookId;
+
+    #[test]
+    fn each_error_answers_with_its_status_and_kind() {
+        let id = WebhookId::new();
+        let cases: [(Problem, u16, &str); 7] = [
+            (ManageError::Conflict(id).into(), 409, kind::CONFLICT),
+            (ManageError::NotFound(id).into(), 404, kind::NOT_FOUND),
+            (
+                QueueError::Unsupported("statistics").into(),
+                501,
+                kind::UNSUPPORTED,
+            ),
+            (
+                DispatchError::WebhookNotFound(id).into(),
+                404,
+                kind::NOT_FOUND,
+            ),
+            (
+                DispatchError::PayloadTooLarge {
+                    actual: 9,
+                    limit: 1,
+                }
+                .into(),
+                413,
+                kind::TOO_LARGE,
+            ),
+            (
+                Denied::unauthenticated("sign in").into(),
+                401,
+                kind::UNAUTHENTICATED,
+            ),
+            (Denied::forbidden("no").into(), 403, kind::FORBIDDEN),
+        ];
+        for (problem, status, kind) in cases {
+            assert_eq!(problem.status, status, "{problem:?}");
+            assert_eq!(problem.kind, format!("urn:dataops-webhooks:problem:{kind}"));
+            assert_eq!(problem.into_response().status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn a_backend_failure_is_answered_without_its_cause() {
+        let cause = std::io::Error::other("connection to db-7.internal:5432 refused");
+        let problem: Problem = ManageError::from(StoreError::backend("query failed", cause)).into();
+        assert_eq!(
+            (problem.status, problem.kind.as_str()),
+            (503, "urn:dataops-webhooks:problem:backend-unavailable")
+        );
+        assert!(!problem.detail.contains("db-7"), "{}", problem.detail);
+    }
+
+    #[test]
+    fn field_paths_become_json_pointers() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            headers: std::collections::BTreeMap<String, u8>,
+        }
+        let problem = parse::<Body>(true, br#"{"headers": {"a/b~c": "x"}}"#).expect_err("refused");
+        assert_eq!(problem.errors[0].pointer, "/headers/a~1b~0c");
+        let trailing = parse::<Body>(true, br#"{"headers": {}} {}"#).expect_err("refused");
+        assert_eq!(trailing.status, 400);
+        let not_json = parse::<Body>(false, b"{}").expect_err("refused");
+        assert_eq!(not_json.status, 415);
+    }
+}

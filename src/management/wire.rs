@@ -225,6 +225,17 @@ pub struct SecretView {
     pub warning: String,
 }
 
+impl SecretView {
+    /// The answer that shows `secret`, the one time it is shown.
+    pub(crate) fn once(secret: &crate::secret::Secret) -> Self {
+        Self {
+            secret: secret.expose().to_owned(),
+            warning: "Copy this secret now: it is shown once and cannot be retrieved again."
+                .to_owned(),
+        }
+    }
+}
+
 /// Whether the organization has a secret.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[non_exhaustive]

@@ -9,13 +9,11 @@ use http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::webhooks::SHOWN_ONCE;
 use super::{ReadProblems, WriteProblems};
 use crate::management::access::Access;
 use crate::management::problem::{OptionalJson, Problem};
 use crate::management::wire::{RotateBody, SecretStatus, SecretView};
 use crate::management::{AppState, Caller};
-use crate::secret::Secret;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -28,13 +26,6 @@ fn whole_org(access: &Access) -> Result<(), Problem> {
         Ok(())
     } else {
         Err(Problem::needs_org_access("the organization's secret"))
-    }
-}
-
-fn shown_once(secret: &Secret) -> SecretView {
-    SecretView {
-        secret: secret.expose().to_owned(),
-        warning: SHOWN_ONCE.to_owned(),
     }
 }
 
@@ -67,7 +58,7 @@ async fn generate(
         .webhooks()
         .create_org_secret(access.org())
         .await?;
-    Ok((StatusCode::CREATED, Json(shown_once(&secret))))
+    Ok((StatusCode::CREATED, Json(SecretView::once(&secret))))
 }
 
 /// Replaces the organization's secret and shows the new one, this once. The old one stops
@@ -87,5 +78,5 @@ async fn rotate(
         .webhooks()
         .rotate_org_secret(access.org(), grace)
         .await?;
-    Ok(Json(shown_once(&secret)))
+    Ok(Json(SecretView::once(&secret)))
 }

@@ -34,10 +34,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_secret))
 }
 
-/// The warning shown with a secret.
-pub(crate) const SHOWN_ONCE: &str =
-    "Copy this secret now: it is shown once and cannot be retrieved again.";
-
 /// Lists the webhooks the caller may manage: all of them, one project's, or the
 /// organization-wide ones, oldest first.
 #[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", params(WebhookListQuery),
@@ -247,10 +243,7 @@ async fn rotate_secret(
         .webhooks()
         .rotate_secret(&found.id, None, grace)
         .await?;
-    Ok(Json(SecretView {
-        secret: secret.expose().to_owned(),
-        warning: SHOWN_ONCE.to_owned(),
-    }))
+    Ok(Json(SecretView::once(&secret)))
 }
 
 /// 403 unless the caller may manage `project`.
