@@ -634,6 +634,14 @@ async fn the_organization_secret_is_shown_in_exactly_one_answer() {
     assert_eq!(status.json, json!({ "exists": true }));
     assert!(!status.text.contains(new_secret));
 
+    let limited = app.call(LABELER, GET, "/api/access", &[], None).await;
+    assert_eq!(limited.json["org"], "acme");
+    assert_eq!(limited.json["projects"], json!(["traffic-signs"]));
+    assert_eq!(
+        limited.json["event_types"].as_array().map(Vec::len),
+        Some(5)
+    );
+
     // The organization's secret is the whole organization's business.
     for (method, path) in [
         (GET, "/api/secret"),

@@ -456,6 +456,37 @@ async fn run(client: &Client, app: &App, labeling: &TestServer, down: &TestServe
     click(client, "tr.dw-delivery .dw-redeliver").await;
     labeling.wait_for(before + 1).await;
 
+    // Edit the description, then delete the closed port's webhook (after a confirmation).
+    click(client, &format!("{row} .dw-edit")).await;
+    until(client, "document.getElementById('form-dialog').open && document.getElementById('f-url').value !== ''", "the edit form").await;
+    type_into(client, "#f-description", "to Labelbox").await;
+    click(client, "#form-save").await;
+    until(
+        client,
+        "!document.getElementById('form-dialog').open",
+        "the form to close",
+    )
+    .await;
+    let edited = app
+        .call(
+            harness::admin("acme"),
+            reqwest::Method::GET,
+            "/api/webhooks/{id}",
+            &[&id],
+            None,
+        )
+        .await;
+    assert_eq!(edited.json["description"], "to Labelbox");
+    assert_eq!(edited.json["events"], json!(["issue-exported"]));
+    click(client, &format!("{closed_row} .dw-delete")).await;
+    client.accept_alert().await.expect("confirm the deletion");
+    until(
+        client,
+        &format!("!document.querySelector(\"{closed_row}\")"),
+        "the row to go",
+    )
+    .await;
+
     // A project with no webhook: the dialog prompts to create one.
     type_into(client, "#project", "street-scenes").await;
     client
