@@ -22,7 +22,7 @@ use dataops_webhooks::queue::{
     FinishReport, NewDelivery, NewEvent, Next, QueueError,
 };
 use dataops_webhooks::transport::guard::AddressPolicy;
-use dataops_webhooks::webhook::{DeliveryId, NewWebhook, OrgId, Scope, WebhookId};
+use dataops_webhooks::webhook::{DeliveryId, NewWebhook, OrgId, Scope, WebhookId, WebhookUpdate};
 use dataops_webhooks::{
     AttemptResult, ConfigStore, Dispatcher, Emit, EventType, WebhookDispatcher, WorkerOptions,
 };
@@ -648,4 +648,98 @@ async fn a_purge_removes_old_settled_deliveries_in_batches() {
         1,
         "and its event"
     );
+}
+
+/// The description `store` reads for `hook` through the path every attempt takes.
+async fn description(store: &PostgresStore, hook: &WebhookId) -> Option<String> {
+    let (webhook, _) = store
+        .webhook_with_keys(hook)
+        .await
+        .expect("read")
+        .expect("there");
+    webhook.description
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_configuration_follows_changes_made_anywhere() {
+    let Some(schema) = TestSchema::new("cache") else {
+        return;
+    };
+    let here = schema.store().await;
+    let there = dispatcher(&schema.store().await);
+    let hook = webhook(&there, "http://127.0.0.1:9/hook".into()).await;
+    let table = format!("{}.webhooks", schema.name);
+    let set = |text: &str| {
+        format!("UPDATE {table} SET record = jsonb_set(record, '{{description}}', '\"{text}\"')")
+    };
+
+    // Once `here` listens, what it read is cached: a change that does not notify (its trigger
+    // switched off) is not seen. Until then every read goes to the database.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut round = 0;
+    loop {
+        round += 1;
+        let seen = description(&here, &hook).await;
+        schema
+            .execute(&format!(
+                "ALTER TABLE {table} DISABLE TRIGGER webhooks_changed; {}; \
+                 ALTER TABLE {table} ENABLE TRIGGER webhooks_changed;",
+                set(&format!("silent {round}"))
+            ))
+            .await;
+        if description(&here, &hook).await == seen {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was ever cached"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Changes that notify are seen: another process's, through the API and directly in SQL.
+    let eventually = |want: Option<String>| {
+        let here = here.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while description(&here, &hook).await != want {
+                assert!(tokio::time::Instant::now() < deadline, "never saw {want:?}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    there
+        .webhooks()
+        .update(
+            &hook,
+            WebhookUpdate::new().description(Some("from there".into())),
+        )
+        .await
+        .expect("update");
+    eventually(Some("from there".into())).await;
+    schema.execute(&set("by an operator")).await;
+    eventually(Some("by an operator".into())).await;
+
+    // Subscribers (read by every emit) too: deactivated elsewhere, the webhook stops receiving.
+    let subscribed = |store: PostgresStore| async move {
+        store
+            .subscribers(&OrgId::default(), "p", EventType::DatasetComplete)
+            .await
+            .expect("subscribers")
+            .len()
+    };
+    assert_eq!(subscribed(here.clone()).await, 1);
+    there
+        .webhooks()
+        .deactivate(&hook)
+        .await
+        .expect("deactivate");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while subscribed(here.clone()).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "still subscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A change made through the same store is seen at once.
+    here.delete_webhook(&hook).await.expect("delete");
+    assert_eq!(here.webhook_with_keys(&hook).await.expect("read"), None);
 }

@@ -23,13 +23,21 @@ impl PostgresStore {
         run.await.map_err(|f| self.store_error(f))
     }
 
+    /// Runs a statement that changes configuration, then drops the process's cached copy
+    /// (whatever the outcome: a failed commit may still have committed).
+    async fn config_write(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let result = self.config_rows(sql, params).await;
+        self.inner.cache.invalidate();
+        result
+    }
+
     fn store_error(&self, failure: Failure) -> StoreError {
         failure.into_store_error(self.schema())
     }
 
-    /// Runs a statement that answers how many rows it changed.
+    /// Runs a changing statement that answers how many rows it changed.
     async fn count(&self, sql: &str, params: &Params<'_>) -> Result<i64, StoreError> {
-        let rows = self.config_rows(sql, params).await?;
+        let rows = self.config_write(sql, params).await?;
         let changed: Option<i64> = rows
             .first()
             .map(|r| r.try_get(0))
@@ -88,6 +96,11 @@ impl ConfigStore for PostgresStore {
         &self,
         id: &WebhookId,
     ) -> Result<Option<(Webhook, Option<SigningKeys>)>, StoreError> {
+        let cache = self.config_cache();
+        if let Some(found) = cache.webhook(id) {
+            return Ok(found);
+        }
+        let ticket = cache.ticket();
         let rows = self
             .config_rows(&self.inner.sql.webhook_with_keys, &[&id.to_string()])
             .await?;
@@ -99,10 +112,13 @@ impl ConfigStore for PostgresStore {
             };
             Ok((webhook, keys))
         };
-        rows.first()
+        let found = rows
+            .first()
             .map(read)
             .transpose()
-            .map_err(|f| self.store_error(f))
+            .map_err(|f| self.store_error(f))?;
+        cache.put_webhook(ticket, *id, found.clone());
+        Ok(found)
     }
 
     async fn update_webhook(
@@ -113,7 +129,7 @@ impl ConfigStore for PostgresStore {
         let record = serde_json::to_string(webhook).map_err(|e| self.store_error(e.into()))?;
         let expected = i64::try_from(expected_revision).unwrap_or(i64::MAX);
         let rows = self
-            .config_rows(
+            .config_write(
                 &self.inner.sql.update_webhook,
                 &[
                     &webhook.id.to_string(),
@@ -191,7 +207,7 @@ impl ConfigStore for PostgresStore {
 
     async fn put_signing_keys(&self, org: &OrgId, keys: &SigningKeys) -> Result<(), StoreError> {
         let record = serde_json::to_string(keys).map_err(|e| self.store_error(e.into()))?;
-        self.config_rows(
+        self.config_write(
             &self.inner.sql.put_signing_keys,
             &[&org.to_string(), &record],
         )
@@ -205,11 +221,20 @@ impl ConfigStore for PostgresStore {
         project: &str,
         event_type: EventType,
     ) -> Result<Vec<Webhook>, StoreError> {
-        let rows = self
-            .config_rows(&self.inner.sql.subscribers, &[&org.to_string(), &project])
-            .await?;
-        Ok(self
-            .webhooks(&rows)?
+        let cache = self.config_cache();
+        let active = match cache.subscribers(org, project) {
+            Some(active) => active,
+            None => {
+                let ticket = cache.ticket();
+                let rows = self
+                    .config_rows(&self.inner.sql.subscribers, &[&org.to_string(), &project])
+                    .await?;
+                let active = self.webhooks(&rows)?;
+                cache.put_subscribers(ticket, org, project, active.clone());
+                active
+            }
+        };
+        Ok(active
             .into_iter()
             .filter(|w| w.receives(project, event_type))
             .collect())

@@ -1,6 +1,7 @@
-//! One dedicated connection per store that `LISTEN`s for new deliveries and wakes the
-//! process's idle workers. It reconnects on its own; while it is down, workers fall back to
-//! their poll interval.
+//! One dedicated connection per store that `LISTEN`s for new deliveries, and wakes the
+//! process's idle workers, and for configuration changes, and drops the process's cached
+//! configuration. It reconnects on its own; while it is down, workers fall back to their poll
+//! interval and nothing is cached.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::cache::ConfigCache;
+use super::schema::CONFIG_CHANGED;
 
 /// The running listener; dropping it stops it.
 #[derive(Debug)]
@@ -18,9 +22,13 @@ pub(super) struct Listener {
 
 impl Listener {
     /// Starts listening on `channel`. Must run inside a tokio runtime.
-    pub(super) fn start(config: tokio_postgres::Config, channel: String) -> Self {
+    pub(super) fn start(
+        config: tokio_postgres::Config,
+        channel: String,
+        cache: Arc<ConfigCache>,
+    ) -> Self {
         let signal = Arc::new(Notify::new());
-        let task = tokio::spawn(run(config, channel, signal.clone()));
+        let task = tokio::spawn(run(config, channel, signal.clone(), cache));
         Self { signal, task }
     }
 
@@ -41,10 +49,18 @@ fn wake(signal: &Notify) {
     signal.notify_one();
 }
 
-async fn run(config: tokio_postgres::Config, channel: String, signal: Arc<Notify>) {
+async fn run(
+    config: tokio_postgres::Config,
+    channel: String,
+    signal: Arc<Notify>,
+    cache: Arc<ConfigCache>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        if listen(&config, &channel, &signal).await {
+        let listened = listen(&config, &channel, &signal, &cache).await;
+        // Changes made while nobody listens are not heard: cache nothing until listening again.
+        cache.reset(false);
+        if listened {
             backoff = Duration::from_millis(100);
         }
         tokio::time::sleep(backoff).await;
@@ -53,7 +69,12 @@ async fn run(config: tokio_postgres::Config, channel: String, signal: Arc<Notify
 }
 
 /// Listens until the connection ends; says whether it got as far as listening.
-async fn listen(config: &tokio_postgres::Config, channel: &str, signal: &Notify) -> bool {
+async fn listen(
+    config: &tokio_postgres::Config,
+    channel: &str,
+    signal: &Notify,
+    cache: &ConfigCache,
+) -> bool {
     let Ok((client, mut connection)) = config.connect(NoTls).await else {
         return false;
     };
@@ -68,10 +89,15 @@ async fn listen(config: &tokio_postgres::Config, channel: &str, signal: &Notify)
                     return false;
                 }
                 listened = true;
+                // Changes are heard from now on; what was cached before may be stale.
+                cache.reset(true);
                 // Work may have arrived while nobody listened.
                 wake(signal);
             }
             message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                Some(Ok(AsyncMessage::Notification(n))) if n.payload() == CONFIG_CHANGED => {
+                    cache.invalidate();
+                }
                 Some(Ok(AsyncMessage::Notification(_))) => wake(signal),
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return listened,

@@ -7,10 +7,13 @@
 //! - **Settles** that arrive while another is running share the next statement and commit,
 //!   so a busy worker pays one round trip for many attempts; one the database refuses is
 //!   retried on its own and holds back none of the others.
-//! - **Wake-ups**: each group of emits raises one `NOTIFY` (delivered when its transaction
-//!   commits; emits that arrive together share one transaction); each process listens on one
-//!   dedicated connection and wakes its idle workers, so a delivery emitted on one machine is
-//!   attempted at once on another.
+//! - **Wake-ups**: each group of emits raises one `NOTIFY` (delivered when it commits; emits
+//!   that arrive together share one statement, or one transaction when they carry idempotency
+//!   keys); each process listens on one dedicated connection and wakes its idle workers, so a
+//!   delivery emitted on one machine is attempted at once on another.
+//! - **Cached configuration**: while that connection listens, each process keeps the
+//!   webhooks (with their keys) and the subscriber lists that emits and attempts read; a
+//!   trigger notifies every process of each committed change to them, and the copy is dropped.
 //! - **Migrations** ship with the crate and live in their own schema (default
 //!   `dataops_webhooks`); [`PostgresStore::migrate`] runs them under an advisory lock, so
 //!   every process may call it at start-up.
@@ -39,6 +42,7 @@
 //! in sync (NTP). The default lease is the request timeout plus 30 s, which is the most
 //! clock skew it tolerates.
 
+mod cache;
 mod config;
 mod enqueue;
 mod error;
@@ -198,6 +202,8 @@ struct Inner {
     settles: settle::SettleGroup,
     /// Emits waiting to share the next transaction.
     emits: enqueue::EnqueueGroup,
+    /// The configuration every emit and attempt reads, while the listener hears changes.
+    cache: Arc<cache::ConfigCache>,
 }
 
 impl PostgresStore {
@@ -237,6 +243,7 @@ impl PostgresStore {
                 arrivals: OnceLock::new(),
                 settles: settle::SettleGroup::default(),
                 emits: enqueue::EnqueueGroup::default(),
+                cache: Arc::default(),
             }),
         };
         drop(store.client().await.map_err(|f| store.unreachable(f))?);
@@ -305,14 +312,22 @@ impl PostgresStore {
         }
     }
 
-    /// The `LISTEN` signal, started on first use (by a worker, inside the runtime).
+    /// The `LISTEN` connection, started on first use (by a worker, or by the first read of
+    /// cached configuration; inside the runtime).
     fn listener(&self) -> &listen::Listener {
         self.inner.arrivals.get_or_init(|| {
             listen::Listener::start(
                 self.inner.options.config.clone(),
                 schema::channel(&self.inner.options.schema),
+                self.inner.cache.clone(),
             )
         })
+    }
+
+    /// The cached configuration, with the listener that keeps it current started.
+    fn config_cache(&self) -> &cache::ConfigCache {
+        self.listener();
+        &self.inner.cache
     }
 
     fn arrivals_signal(&self) -> Arc<Notify> {

@@ -5,12 +5,15 @@ use super::PostgresError;
 use crate::webhook::validate::reserved_header_sql;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
+
+/// The payload of the notice a configuration change sends (see `cache`).
+pub(super) const CONFIG_CHANGED: &str = "config";
 
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`. `{s}` is the
 /// schema, `{channel}` the `NOTIFY` channel, `{reserved}` the condition that a header name
 /// `h.key` is reserved.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
 CREATE TABLE {s}.webhooks (
     id      text PRIMARY KEY,
@@ -153,6 +156,21 @@ WHERE jsonb_typeof(w.record->'headers') = 'object';
 DROP TRIGGER IF EXISTS deliveries_wake ON {s}.deliveries;
 DROP FUNCTION IF EXISTS {s}.wake();
 "#,
+    r#"
+-- Each process caches webhooks and signing keys while it listens on the channel; a change
+-- to either table notifies it when the change commits, and it drops its copy.
+CREATE OR REPLACE FUNCTION {s}.config_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{channel}', 'config');
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS webhooks_changed ON {s}.webhooks;
+CREATE TRIGGER webhooks_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {s}.webhooks
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.config_changed();
+DROP TRIGGER IF EXISTS signing_keys_changed ON {s}.signing_keys;
+CREATE TRIGGER signing_keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON {s}.signing_keys FOR EACH STATEMENT EXECUTE FUNCTION {s}.config_changed();
+"#,
 ];
 
 /// Refuses schema names that would need quoting (or could inject SQL).
@@ -267,6 +285,7 @@ pub(super) async fn migrate(
 #[derive(Debug)]
 pub(super) struct Statements {
     pub(super) enqueue: String,
+    pub(super) enqueue_flat: String,
     pub(super) notify: String,
     pub(super) duplicate_event: String,
     pub(super) existing_delivery: String,
@@ -314,6 +333,27 @@ impl Statements {
                     FROM ev, unnest($8::text[], $9::text[], $10::text[]) AS d(id, webhook_id, url)
                     RETURNING 1)
                 SELECT (SELECT count(*) FROM ev) AS recorded"),
+            // A group of events without idempotency keys, their deliveries (`$8` names each
+            // one's event) and the wake-up, in one statement.
+            enqueue_flat: r("WITH ev AS (
+                    INSERT INTO {s}.events
+                        (id, org, project, event_type, payload, idempotency_key, created_at)
+                    SELECT e.id, e.org, e.project, e.event_type, e.payload, NULL, e.created_at
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                                $6::timestamptz[])
+                        AS e(id, org, project, event_type, payload, created_at)
+                    RETURNING id, created_at),
+                ins AS (
+                    INSERT INTO {s}.deliveries
+                        (id, event_id, webhook_id, url, status, due_at, created_at, updated_at)
+                    SELECT d.id, ev.id, d.webhook_id, d.url, 'pending', ev.created_at,
+                           ev.created_at, ev.created_at
+                    FROM unnest($7::text[], $8::text[], $9::text[], $10::text[])
+                        AS d(id, event_id, webhook_id, url)
+                    JOIN ev ON ev.id = d.event_id
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM ins),
+                       pg_notify('{channel}', '')"),
             notify: r("SELECT pg_notify('{channel}', '')"),
             duplicate_event: r("SELECT id FROM {s}.events WHERE org = $1 AND idempotency_key = $2"),
             existing_delivery: r("SELECT id FROM {s}.deliveries WHERE id = ANY($1) LIMIT 1"),
@@ -516,6 +556,7 @@ mod tests {
     #[test]
     fn every_version_has_a_migration() {
         assert_eq!(MIGRATIONS.len() as i32, SCHEMA_VERSION);
+        assert!(MIGRATIONS[3].contains(&format!("'{{channel}}', '{CONFIG_CHANGED}'")));
     }
 
     #[test]

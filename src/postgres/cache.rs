@@ -1,0 +1,169 @@
+//! The process's copy of the configuration that every emit and every attempt reads: each
+//! webhook with its organization's keys, and each project's active webhooks.
+//!
+//! It is used only while the store's `LISTEN` connection is up. Every change to the webhooks
+//! or signing-keys tables notifies that connection (a statement trigger, in the changing
+//! transaction, so the notice comes when it commits), and the notice drops the whole copy;
+//! so does a change made through this store, at once. While the connection is down, or
+//! before it listens, nothing is cached and every read goes to the database. A change is
+//! therefore seen by emits and attempts that start after its notice arrives (well under a
+//! millisecond after the commit on a healthy connection).
+//!
+//! A read that started before a drop must not put what it read back: each read takes the
+//! copy's generation first, and its result is kept only if no drop happened meanwhile.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::webhook::{OrgId, SigningKeys, Webhook, WebhookId};
+
+/// At most this many entries of each kind; past it the copy starts over.
+const MAX_ENTRIES: usize = 10_000;
+
+/// A webhook and, when it signs with them, its organization's keys.
+pub(super) type WithKeys = (Webhook, Option<SigningKeys>);
+
+#[derive(Debug, Default)]
+pub(super) struct ConfigCache {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Whether the listening connection is up (and so changes are heard).
+    live: bool,
+    /// Bumped at every drop.
+    generation: u64,
+    webhooks: HashMap<WebhookId, Option<WithKeys>>,
+    /// Active webhooks of an organization for a project (its own and organization-wide).
+    subscribers: HashMap<(OrgId, String), Vec<Webhook>>,
+}
+
+/// Taken before a database read: whether its result may be kept.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ticket(Option<u64>);
+
+impl ConfigCache {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind: still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops everything cached; `live` says whether changes are heard from now on.
+    pub(super) fn reset(&self, live: bool) {
+        let mut state = self.state();
+        state.live = live;
+        state.generation = state.generation.wrapping_add(1);
+        state.webhooks.clear();
+        state.subscribers.clear();
+    }
+
+    /// Drops everything cached (a change was made or heard of).
+    pub(super) fn invalidate(&self) {
+        let live = self.state().live;
+        self.reset(live);
+    }
+
+    /// A ticket for a read about to start.
+    pub(super) fn ticket(&self) -> Ticket {
+        let state = self.state();
+        Ticket(state.live.then_some(state.generation))
+    }
+
+    /// The cached webhook (`Some(None)`: known not to exist).
+    pub(super) fn webhook(&self, id: &WebhookId) -> Option<Option<WithKeys>> {
+        let state = self.state();
+        if !state.live {
+            return None;
+        }
+        state.webhooks.get(id).cloned()
+    }
+
+    /// Keeps what a read that took `ticket` found, unless the copy was dropped meanwhile.
+    pub(super) fn put_webhook(&self, ticket: Ticket, id: WebhookId, found: Option<WithKeys>) {
+        let mut state = self.state();
+        if let Some(state) = state.current(ticket) {
+            if state.webhooks.len() >= MAX_ENTRIES {
+                state.webhooks.clear();
+            }
+            state.webhooks.insert(id, found);
+        }
+    }
+
+    /// The cached active webhooks of `org` for `project`.
+    pub(super) fn subscribers(&self, org: &OrgId, project: &str) -> Option<Vec<Webhook>> {
+        let state = self.state();
+        if !state.live {
+            return None;
+        }
+        state
+            .subscribers
+            .get(&(org.clone(), project.to_owned()))
+            .cloned()
+    }
+
+    /// Keeps what a read that took `ticket` found, unless the copy was dropped meanwhile.
+    pub(super) fn put_subscribers(
+        &self,
+        ticket: Ticket,
+        org: &OrgId,
+        project: &str,
+        found: Vec<Webhook>,
+    ) {
+        let mut state = self.state();
+        if let Some(state) = state.current(ticket) {
+            if state.subscribers.len() >= MAX_ENTRIES {
+                state.subscribers.clear();
+            }
+            state
+                .subscribers
+                .insert((org.clone(), project.to_owned()), found);
+        }
+    }
+}
+
+impl State {
+    /// The state, if `ticket` was taken while live and since the last drop.
+    fn current(&mut self, ticket: Ticket) -> Option<&mut Self> {
+        (self.live && ticket.0 == Some(self.generation)).then_some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_kept_until_changes_are_heard() {
+        let cache = ConfigCache::default();
+        let id = WebhookId::new();
+        cache.put_webhook(cache.ticket(), id, None);
+        assert_eq!(cache.webhook(&id), None);
+        cache.reset(true);
+        cache.put_webhook(cache.ticket(), id, None);
+        assert_eq!(cache.webhook(&id), Some(None));
+        cache.reset(false);
+        assert_eq!(cache.webhook(&id), None, "a lost connection drops the copy");
+    }
+
+    #[test]
+    fn a_read_that_started_before_a_drop_is_not_kept() {
+        let cache = ConfigCache::default();
+        cache.reset(true);
+        let stale = cache.ticket();
+        cache.invalidate();
+        let id = WebhookId::new();
+        cache.put_webhook(stale, id, None);
+        assert_eq!(cache.webhook(&id), None);
+        let org = OrgId::new("acme");
+        cache.put_subscribers(stale, &org, "p", Vec::new());
+        assert_eq!(cache.subscribers(&org, "p"), None);
+        let fresh = cache.ticket();
+        cache.put_subscribers(fresh, &org, "p", Vec::new());
+        assert_eq!(cache.subscribers(&org, "p"), Some(Vec::new()));
+        cache.invalidate();
+        assert_eq!(cache.subscribers(&org, "p"), None);
+    }
+}
