@@ -255,6 +255,13 @@ pub struct RotateBody {
     pub grace_seconds: Option<u64>,
 }
 
+impl RotateBody {
+    /// The grace period asked for (zero when left out).
+    pub(crate) fn grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.grace_seconds.unwrap_or(0))
+    }
+}
+
 /// The caller's access, for the page.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[non_exhaustive]

@@ -1,8 +1,6 @@
 //! `/api/secret`: the organization's signing secret — whether it exists, generate it, rotate
 //! it. A secret is in the answer of the call that made it, and in no other.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
@@ -72,7 +70,7 @@ async fn rotate(
     OptionalJson(body): OptionalJson<RotateBody>,
 ) -> Result<Json<SecretView>, Problem> {
     whole_org(&access)?;
-    let grace = Duration::from_secs(body.grace_seconds.unwrap_or(0));
+    let grace = body.grace();
     let secret = state
         .dispatcher()
         .webhooks()

@@ -1,13 +1,11 @@
 //! `/api/webhooks`: list, create, get, update, activate, deactivate, delete, and rotate a
 //! webhook's own secret.
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::Json;
 use http::StatusCode;
+use std::collections::BTreeMap;
+use std::str::FromStr;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -237,7 +235,7 @@ async fn rotate_secret(
     OptionalJson(body): OptionalJson<RotateBody>,
 ) -> Result<Json<SecretView>, Problem> {
     let found = webhook(&state, &access, &id).await?;
-    let grace = Duration::from_secs(body.grace_seconds.unwrap_or(0));
+    let grace = body.grace();
     let secret = state
         .dispatcher()
         .webhooks()
