@@ -6,7 +6,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method, StatusCode};
 
-use super::problem::{kind, Problem};
+use super::problem::{declares_json, kind, Problem};
 use super::AppState;
 
 /// Refuses a changing request that a cross-site form or script could have sent.
@@ -44,11 +44,7 @@ pub(crate) fn refusal(headers: &HeaderMap, allowed: &[String]) -> Option<&'stati
             );
         }
     }
-    let json = text(header::CONTENT_TYPE)
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    let requested_with = headers.contains_key("x-requested-with");
-    if !json && !requested_with {
+    if !declares_json(headers) && !headers.contains_key("x-requested-with") {
         return Some(
             "a request that changes something must carry `Content-Type: application/json` \
              or an `X-Requested-With` header (this refuses cross-site form posts)",

@@ -285,12 +285,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
 /// Whether the body is declared JSON, and the body (within the router's size limit).
 async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<(bool, Bytes), Problem> {
-    let is_json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    let is_json = declares_json(request.headers());
     let bytes = Bytes::from_request(request, state).await.map_err(|e| {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -299,6 +294,15 @@ async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<(bool, Byte
         )
     })?;
     Ok((is_json, bytes))
+}
+
+/// Whether the headers declare a JSON body (`application/json`, any parameters).
+pub(crate) fn declares_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// The body as `T`, or a problem pointing at the field at fault.
