@@ -778,3 +778,58 @@ async fn a_failed_settle_is_reported_with_its_operation_delivery_and_cause() {
     );
     worker.shutdown().await;
 }
+
+/// A full memory queue holds emits back until the worker makes room, and fails them with a
+/// clear, retryable error when nobody does; nothing of a refused event is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_memory_queue_holds_emits_back_until_the_worker_catches_up() {
+    use dataops_webhooks::queue::{MemoryQueue, QueueError};
+    use dataops_webhooks::DispatchError;
+    use server::{Reply, TestServer};
+    use std::sync::Arc;
+    let receiver = TestServer::start(Reply::Status(200, "ok")).await;
+    let bounded = |wait: Duration| {
+        WebhookDispatcher::builder()
+            .address_policy(AddressPolicy::allow_private())
+            .queue(Arc::new(MemoryQueue::new().max_unsent(3).full_wait(wait)))
+            .build()
+            .expect("dispatcher")
+    };
+    let d = bounded(200 * MS);
+    let webhook = hook(&d, receiver.url("/")).await;
+    for n in 0..3 {
+        d.emit(event(n)).await.expect("room for three");
+    }
+    let error = d.emit(event(3)).await.expect_err("no worker, no room");
+    assert!(
+        matches!(
+            error,
+            DispatchError::Queue(QueueError::Full { limit: 3, .. })
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("not accepted"), "{error}");
+    let page = d
+        .deliveries()
+        .list(&DeliveryQuery::new(webhook))
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 3, "the refused event left nothing behind");
+    // With a worker, 40 emits through a bound of 3 all go in, each waiting its turn.
+    let d = bounded(Duration::from_secs(30));
+    hook(&d, receiver.url("/")).await;
+    let worker = d.start_worker(options());
+    let emits: Vec<_> = (10..50)
+        .map(|n| {
+            let d = d.clone();
+            tokio::spawn(async move { d.emit(event(n)).await })
+        })
+        .collect();
+    for emit in emits {
+        emit.await
+            .expect("task")
+            .expect("backpressure, not failure");
+    }
+    receiver.wait_for(40).await;
+    worker.shutdown().await;
+}

@@ -3,11 +3,14 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 
 use super::stats::StatsBuilder;
 use super::types::*;
@@ -22,25 +25,59 @@ use crate::webhook::{DeliveryId, EventId, OrgId, WebhookId};
 /// [`DispatcherBuilder`](crate::DispatcherBuilder); use a durable backend where events must
 /// survive the process.
 ///
-/// Memory stays bounded: pending deliveries are all kept, but of the settled ones (succeeded
-/// or dead) only the most recent [`DEFAULT_KEEP_SETTLED`] — change it with
-/// [`keep_settled`](Self::keep_settled). An older settled delivery is dropped with its
-/// attempt log, and an event once none of its deliveries is left (its idempotency key is
-/// then forgotten too).
+/// Memory stays bounded, in two ways:
+/// - **Unsent deliveries** (pending, never attempted yet): at most [`DEFAULT_MAX_UNSENT`]
+///   ([`max_unsent`](Self::max_unsent)). When emits outrun the worker, an enqueue that would
+///   pass the bound waits for deliveries to be attempted — backpressure on the emitting
+///   tasks — for up to [`DEFAULT_FULL_WAIT`] ([`full_wait`](Self::full_wait)), then fails
+///   with [`QueueError::Full`] and accepts nothing of the event. Deliveries waiting for a
+///   retry do not count, so an endpoint that fails does not block emits; an event with more
+///   deliveries than the bound is accepted once nothing else is unsent.
+/// - **Settled deliveries** (succeeded or dead): only the most recent
+///   [`DEFAULT_KEEP_SETTLED`] ([`keep_settled`](Self::keep_settled)). An older settled
+///   delivery is dropped with its attempt log, and an event once none of its deliveries is
+///   left (its idempotency key is then forgotten too).
+///
+/// ```
+/// use std::time::Duration;
+/// use dataops_webhooks::queue::MemoryQueue;
+///
+/// let queue = MemoryQueue::new()
+///     .max_unsent(50_000)
+///     .full_wait(Duration::from_secs(2))
+///     .keep_settled(10_000);
+/// # let _ = queue;
+/// ```
 #[derive(Debug)]
 pub struct MemoryQueue {
     state: Mutex<State>,
     keep_settled: usize,
+    max_unsent: usize,
+    full_wait: Duration,
+    /// Raised when an unsent delivery leaves that count while an enqueue waits for room.
+    room: Notify,
+    /// Enqueues waiting for room.
+    waiting: AtomicUsize,
 }
 
 /// How many settled deliveries a [`MemoryQueue`] keeps by default.
-pub const DEFAULT_KEEP_SETTLED: usize = 10_000;
+pub const DEFAULT_KEEP_SETTLED: usize = 1_000;
+
+/// How many unsent deliveries a [`MemoryQueue`] holds by default before an enqueue waits.
+pub const DEFAULT_MAX_UNSENT: usize = 4_096;
+
+/// How long an enqueue waits by default for room in a full [`MemoryQueue`].
+pub const DEFAULT_FULL_WAIT: Duration = Duration::from_secs(10);
 
 impl Default for MemoryQueue {
     fn default() -> Self {
         Self {
             state: Mutex::default(),
             keep_settled: DEFAULT_KEEP_SETTLED,
+            max_unsent: DEFAULT_MAX_UNSENT,
+            full_wait: DEFAULT_FULL_WAIT,
+            room: Notify::new(),
+            waiting: AtomicUsize::new(0),
         }
     }
 }
@@ -61,6 +98,8 @@ struct State {
     /// redelivered and settled again is listed again; only its latest entry counts).
     settled: VecDeque<(u64, DeliveryId)>,
     settles: u64,
+    /// Pending deliveries never attempted: what [`MemoryQueue::max_unsent`] bounds.
+    unsent: usize,
 }
 
 #[derive(Debug)]
@@ -78,6 +117,13 @@ struct Row {
     settled: Option<u64>,
 }
 
+impl Row {
+    /// Pending and never attempted.
+    fn unsent(&self) -> bool {
+        self.record.status == DeliveryStatus::Pending && self.record.attempts == 0
+    }
+}
+
 impl MemoryQueue {
     /// An empty queue.
     pub fn new() -> Self {
@@ -90,6 +136,71 @@ impl MemoryQueue {
     pub fn keep_settled(mut self, n: usize) -> Self {
         self.keep_settled = n;
         self
+    }
+
+    /// Holds at most `n` unsent deliveries (default [`DEFAULT_MAX_UNSENT`]; at least 1): an
+    /// enqueue that would pass it waits for room.
+    #[must_use]
+    pub fn max_unsent(mut self, n: usize) -> Self {
+        self.max_unsent = n.max(1);
+        self
+    }
+
+    /// How long an enqueue waits for room before it fails with [`QueueError::Full`]
+    /// (default [`DEFAULT_FULL_WAIT`]; zero fails at once).
+    #[must_use]
+    pub fn full_wait(mut self, wait: Duration) -> Self {
+        self.full_wait = wait;
+        self
+    }
+
+    /// Tells one enqueue waiting for room that there may be some.
+    fn room_made(&self) {
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.room.notify_one();
+        }
+    }
+
+    /// Answers a duplicate or a conflict, or writes the event if it fits (taking it out of
+    /// `event`); `None`, with the event left in place, when the queue is full.
+    fn try_enqueue(&self, event: &mut Option<NewEvent>) -> Option<Result<Enqueued, QueueError>> {
+        let mut s = self.lock();
+        let new = event.as_ref()?;
+        if let Some(key) = &new.idempotency_key {
+            if let Some(first) = s.idempotency.get(&(new.org.clone(), key.clone())) {
+                let first = *first;
+                let deliveries = s
+                    .events
+                    .get(&first)
+                    .map(|e| e.deliveries.clone())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|id| s.deliveries.get(id).map(|r| r.record.clone()))
+                    .collect();
+                return Some(Ok(Enqueued::Duplicate {
+                    event_id: first,
+                    deliveries,
+                }));
+            }
+        }
+        if let Some(taken) = new
+            .deliveries
+            .iter()
+            .find(|d| s.deliveries.contains_key(&d.id))
+        {
+            return Some(Err(QueueError::Conflict(taken.id)));
+        }
+        if !s.has_room(new.deliveries.len(), self.max_unsent) {
+            return None;
+        }
+        s.insert(event.take()?);
+        let more = s.unsent < self.max_unsent;
+        drop(s);
+        if more {
+            // Room is left: the next waiting enqueue may fit too.
+            self.room_made();
+        }
+        Some(Ok(Enqueued::New))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -130,6 +241,7 @@ impl State {
             );
             self.set_due(new.id, Some(event.created_at));
             self.by_webhook.insert((new.webhook_id, new.id));
+            self.unsent = self.unsent.saturating_add(1);
         }
         let idempotency = event.idempotency_key.map(|key| (event.org, key));
         if let Some(key) = &idempotency {
@@ -236,11 +348,41 @@ impl State {
         }
     }
 
+    /// Changes a delivery's row, keeping the count of unsent deliveries; answers whether
+    /// one left that count.
+    fn change(&mut self, id: DeliveryId, change: impl FnOnce(&mut Row)) -> bool {
+        let Some(row) = self.deliveries.get_mut(&id) else {
+            return false;
+        };
+        let before = row.unsent();
+        change(row);
+        match (before, row.unsent()) {
+            (true, false) => {
+                self.unsent = self.unsent.saturating_sub(1);
+                true
+            }
+            (false, true) => {
+                self.unsent = self.unsent.saturating_add(1);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether an event of `deliveries` deliveries fits under `max` unsent ones. One larger
+    /// than the bound fits once nothing else is unsent.
+    fn has_room(&self, deliveries: usize, max: usize) -> bool {
+        deliveries == 0 || self.unsent == 0 || self.unsent.saturating_add(deliveries) <= max
+    }
+
     /// Drops a settled delivery, its log, and its event when no delivery of it is left.
     fn forget(&mut self, id: DeliveryId) {
         let Some(row) = self.deliveries.remove(&id) else {
             return;
         };
+        if row.unsent() {
+            self.unsent = self.unsent.saturating_sub(1);
+        }
         self.attempts.remove(&id);
         self.by_webhook.remove(&(row.record.webhook_id, id));
         let event_id = row.record.event_id;
@@ -261,33 +403,29 @@ impl State {
 #[async_trait]
 impl DeliveryQueue for MemoryQueue {
     async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError> {
-        let mut s = self.lock();
-        if let Some(key) = &event.idempotency_key {
-            if let Some(first) = s.idempotency.get(&(event.org.clone(), key.clone())) {
-                let first = *first;
-                let deliveries = s
-                    .events
-                    .get(&first)
-                    .map(|e| e.deliveries.clone())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|id| s.deliveries.get(id).map(|r| r.record.clone()))
-                    .collect();
-                return Ok(Enqueued::Duplicate {
-                    event_id: first,
-                    deliveries,
-                });
+        let deadline = tokio::time::Instant::now() + self.full_wait;
+        let mut event = Some(event);
+        loop {
+            // Registered before the check, so room made in between still wakes it.
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if let Some(answer) = self.try_enqueue(&mut event) {
+                return answer;
+            }
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+            let waited = tokio::time::timeout_at(deadline, room).await;
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            if waited.is_err() {
+                // One last look: room made as the wait ended is not missed.
+                return self
+                    .try_enqueue(&mut event)
+                    .unwrap_or(Err(QueueError::Full {
+                        limit: self.max_unsent,
+                        waited: self.full_wait,
+                    }));
             }
         }
-        if let Some(taken) = event
-            .deliveries
-            .iter()
-            .find(|d| s.deliveries.contains_key(&d.id))
-        {
-            return Err(QueueError::Conflict(taken.id));
-        }
-        s.insert(event);
-        Ok(Enqueued::New)
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError> {
@@ -347,7 +485,7 @@ impl DeliveryQueue for MemoryQueue {
         if held {
             s.set_due(*delivery, change.due);
         }
-        if let Some(row) = s.deliveries.get_mut(delivery) {
+        let sent = s.change(*delivery, |row| {
             if change.attempted {
                 row.record.attempts = row.record.attempts.saturating_add(1);
             }
@@ -359,9 +497,13 @@ impl DeliveryQueue for MemoryQueue {
                 row.lease = None;
                 row.record.status = change.status;
             }
-        }
+        });
         if held && change.status != DeliveryStatus::Pending {
             s.settled(*delivery, self.keep_settled);
+        }
+        drop(s);
+        if sent {
+            self.room_made();
         }
         Ok(report)
     }
@@ -405,12 +547,12 @@ impl DeliveryQueue for MemoryQueue {
             return Ok(false);
         }
         s.set_due(*id, Some(now));
-        if let Some(row) = s.deliveries.get_mut(id) {
+        s.change(*id, |row| {
             row.lease = None;
             row.settled = None;
             row.record.status = DeliveryStatus::Pending;
             row.record.updated_at = now;
-        }
+        });
         Ok(true)
     }
 
@@ -508,7 +650,8 @@ impl DeliveryQueue for MemoryQueue {
         s.insert(event);
         for id in ids {
             s.set_due(id, None);
-            if let Some(row) = s.deliveries.get_mut(&id) {
+            // Written as attempted under the same lock: never counted as unsent.
+            s.change(id, |row| {
                 row.record.status = if attempt.is_success() {
                     DeliveryStatus::Succeeded
                 } else {
@@ -517,7 +660,7 @@ impl DeliveryQueue for MemoryQueue {
                 row.record.attempts = 1;
                 row.record.last_error.clone_from(&attempt.error);
                 row.record.updated_at = attempt.attempted_at;
-            }
+            });
             s.attempts.insert(id, vec![attempt.clone()]);
             s.settled(id, self.keep_settled);
         }
@@ -619,5 +762,139 @@ mod tests {
         assert_eq!(deliver(&queue, now).await, a);
         assert!(queue.get_delivery(&b).await.expect("get").is_none());
         assert!(queue.get_delivery(&a).await.expect("get").is_some());
+    }
+
+    fn attempted(now: DateTime<Utc>, next: Next) -> Finish {
+        Finish::Attempted {
+            attempt: AttemptLog::new(now, Some(500)),
+            next,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_an_enqueue_wait_then_fail_with_nothing_written() {
+        let queue = MemoryQueue::new()
+            .max_unsent(2)
+            .full_wait(Duration::from_millis(50));
+        let (now, hook) = (Utc::now(), WebhookId::new());
+        for key in ["a", "b"] {
+            queue
+                .enqueue(event(now, hook, Some(key)))
+                .await
+                .expect("room");
+        }
+        let error = queue
+            .enqueue(event(now, hook, Some("c")))
+            .await
+            .expect_err("full");
+        assert!(
+            matches!(error, QueueError::Full { limit: 2, waited } if waited == Duration::from_millis(50)),
+            "{error:?}"
+        );
+        assert!(error.is_retryable());
+        assert!(
+            error.to_string().contains("MemoryQueue::max_unsent"),
+            "{error}"
+        );
+        {
+            let state = queue.lock();
+            assert_eq!((state.events.len(), state.deliveries.len()), (2, 2));
+            let refused = (OrgId::new("acme"), "c".to_owned());
+            assert!(!state.idempotency.contains_key(&refused));
+        }
+        // A duplicate adds nothing, so it is answered even when the queue is full.
+        let duplicate = queue
+            .enqueue(event(now, hook, Some("a")))
+            .await
+            .expect("duplicate");
+        assert!(matches!(duplicate, Enqueued::Duplicate { .. }));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_makes_room_for_a_waiting_enqueue() {
+        let queue = std::sync::Arc::new(
+            MemoryQueue::new()
+                .max_unsent(1)
+                .full_wait(Duration::from_secs(30)),
+        );
+        let (now, hook) = (Utc::now(), WebhookId::new());
+        queue.enqueue(event(now, hook, None)).await.expect("room");
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.enqueue(event(now, hook, None)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "the second enqueue waits for room");
+        // A claim alone makes no room: the delivery is not attempted yet.
+        let claim = queue
+            .claim(&ClaimRequest::new(now, Duration::from_secs(60), 1))
+            .await
+            .expect("claim")
+            .remove(0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        // A failed attempt waiting for its retry no longer counts.
+        let retry = Next::RetryAt(now + chrono::Duration::hours(1));
+        queue
+            .finish(&claim.delivery.id, claim.lease, attempted(now, retry), now)
+            .await
+            .expect("finish");
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert!(matches!(answer, Ok(Enqueued::New)), "{answer:?}");
+        assert_eq!(queue.lock().unsent, 1);
+    }
+
+    #[tokio::test]
+    async fn an_event_larger_than_the_bound_goes_in_once_nothing_else_is_unsent() {
+        let queue = MemoryQueue::new()
+            .max_unsent(2)
+            .full_wait(Duration::from_millis(20));
+        let (now, hook) = (Utc::now(), WebhookId::new());
+        let mut wide = event(now, hook, None);
+        wide.deliveries = (0..5)
+            .map(|_| NewDelivery::new(DeliveryId::new(), WebhookId::new(), "http://h/"))
+            .collect();
+        let mut second = event(now, hook, None);
+        second.deliveries = wide
+            .deliveries
+            .iter()
+            .map(|d| NewDelivery::new(DeliveryId::new(), d.webhook_id, "http://h/"))
+            .collect();
+        queue.enqueue(wide).await.expect("an empty queue takes it");
+        assert_eq!(queue.lock().unsent, 5);
+        assert!(matches!(
+            queue.enqueue(second).await,
+            Err(QueueError::Full { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn redelivering_an_abandoned_delivery_counts_it_as_unsent_again() {
+        let queue = MemoryQueue::new();
+        let (now, hook) = (Utc::now(), WebhookId::new());
+        queue.enqueue(event(now, hook, None)).await.expect("room");
+        let claim = queue
+            .claim(&ClaimRequest::new(now, Duration::from_secs(60), 1))
+            .await
+            .expect("claim")
+            .remove(0);
+        let gone = Finish::Abandoned {
+            reason: "the webhook is gone".into(),
+        };
+        queue
+            .finish(&claim.delivery.id, claim.lease, gone, now)
+            .await
+            .expect("finish");
+        assert_eq!(queue.lock().unsent, 0);
+        assert!(queue
+            .redeliver(&claim.delivery.id, now)
+            .await
+            .expect("redeliver"));
+        assert_eq!(queue.lock().unsent, 1);
+        deliver(&queue, now).await;
+        assert_eq!(queue.lock().unsent, 0);
     }
 }

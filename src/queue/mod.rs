@@ -38,7 +38,7 @@ use tokio::sync::Notify;
 use crate::webhook::{DeliveryId, EventId};
 
 pub use manage::Deliveries;
-pub use memory::{MemoryQueue, DEFAULT_KEEP_SETTLED};
+pub use memory::{MemoryQueue, DEFAULT_FULL_WAIT, DEFAULT_KEEP_SETTLED, DEFAULT_MAX_UNSENT};
 pub use retention::{PurgeReport, PurgeRequest, RetentionPolicy};
 pub use stats::{percentile, DeliveryStats, QueueDepth, StatsQuery, WebhookStats};
 pub use types::{
@@ -214,13 +214,26 @@ pub enum QueueError {
         "this delivery queue does not support `{0}`; implement DeliveryQueue::{0} to enable it"
     )]
     Unsupported(&'static str),
+    /// The queue holds as many deliveries not yet attempted as it may, and none left it in
+    /// time: nothing of the event was accepted ([`MemoryQueue`]'s bound on its memory).
+    #[error(
+        "the delivery queue holds {limit} deliveries not yet attempted, its limit, and none \
+         was attempted within {waited:?}; the event was not accepted — check that a worker \
+         runs and its endpoints answer, emit again later, or raise MemoryQueue::max_unsent"
+    )]
+    Full {
+        /// The queue's bound on unsent deliveries.
+        limit: usize,
+        /// How long the enqueue waited for room.
+        waited: std::time::Duration,
+    },
 }
 
 impl QueueError {
     /// Whether trying again may succeed: a backend failure may pass (a database that comes
-    /// back); a conflict will not.
+    /// back), and so may a full queue (once the worker catches up); a conflict will not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Backend { .. })
+        matches!(self, Self::Backend { .. } | Self::Full { .. })
     }
 
     /// A backend failure with its cause, for queue implementations.
