@@ -3,14 +3,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
+use tokio::sync::Semaphore;
 
 use super::stats::StatsBuilder;
 use super::types::*;
@@ -30,9 +29,11 @@ use crate::webhook::{DeliveryId, EventId, OrgId, WebhookId};
 ///   ([`max_unsent`](Self::max_unsent)). When emits outrun the worker, an enqueue that would
 ///   pass the bound waits for deliveries to be attempted — backpressure on the emitting
 ///   tasks — for up to [`DEFAULT_FULL_WAIT`] ([`full_wait`](Self::full_wait)), then fails
-///   with [`QueueError::Full`] and accepts nothing of the event. Deliveries waiting for a
-///   retry do not count, so an endpoint that fails does not block emits; an event with more
-///   deliveries than the bound is accepted once nothing else is unsent.
+///   with [`QueueError::Full`] and accepts nothing of the event. Waiting enqueues go in
+///   first come, first served, so a wide event is not overtaken for ever by narrow ones.
+///   Deliveries waiting for a retry do not count, so an endpoint that fails does not block
+///   emits; an event with more deliveries than the bound goes in once the whole bound is
+///   free; a redelivered delivery does not wait for room.
 /// - **Settled deliveries** (succeeded or dead): only the most recent
 ///   [`DEFAULT_KEEP_SETTLED`] ([`keep_settled`](Self::keep_settled)). An older settled
 ///   delivery is dropped with its attempt log, and an event once none of its deliveries is
@@ -54,10 +55,10 @@ pub struct MemoryQueue {
     keep_settled: usize,
     max_unsent: usize,
     full_wait: Duration,
-    /// Raised when an unsent delivery leaves that count while an enqueue waits for room.
-    room: Notify,
-    /// Enqueues waiting for room.
-    waiting: AtomicUsize,
+    /// Room for unsent deliveries: an enqueue takes a permit per delivery (at most
+    /// `max_unsent`) and keeps it in the rows; a row gives it back once attempted. Fair:
+    /// enqueues waiting for room are served in order.
+    room: Semaphore,
 }
 
 /// How many settled deliveries a [`MemoryQueue`] keeps by default.
@@ -76,8 +77,7 @@ impl Default for MemoryQueue {
             keep_settled: DEFAULT_KEEP_SETTLED,
             max_unsent: DEFAULT_MAX_UNSENT,
             full_wait: DEFAULT_FULL_WAIT,
-            room: Notify::new(),
-            waiting: AtomicUsize::new(0),
+            room: Semaphore::new(DEFAULT_MAX_UNSENT),
         }
     }
 }
@@ -98,7 +98,7 @@ struct State {
     /// redelivered and settled again is listed again; only its latest entry counts).
     settled: VecDeque<(u64, DeliveryId)>,
     settles: u64,
-    /// Pending deliveries never attempted: what [`MemoryQueue::max_unsent`] bounds.
+    /// Pending deliveries never attempted (a redelivered one included).
     unsent: usize,
 }
 
@@ -115,6 +115,8 @@ struct Row {
     lease: Option<LeaseId>,
     /// The number of its latest settle, while settled.
     settled: Option<u64>,
+    /// Holds one of the queue's permits of room until it is first attempted.
+    holds_room: bool,
 }
 
 impl Row {
@@ -142,7 +144,9 @@ impl MemoryQueue {
     /// enqueue that would pass it waits for room.
     #[must_use]
     pub fn max_unsent(mut self, n: usize) -> Self {
-        self.max_unsent = n.max(1);
+        let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+        self.max_unsent = n.clamp(1, most);
+        self.room = Semaphore::new(self.max_unsent);
         self
     }
 
@@ -152,55 +156,6 @@ impl MemoryQueue {
     pub fn full_wait(mut self, wait: Duration) -> Self {
         self.full_wait = wait;
         self
-    }
-
-    /// Tells one enqueue waiting for room that there may be some.
-    fn room_made(&self) {
-        if self.waiting.load(Ordering::Acquire) > 0 {
-            self.room.notify_one();
-        }
-    }
-
-    /// Answers a duplicate or a conflict, or writes the event if it fits (taking it out of
-    /// `event`); `None`, with the event left in place, when the queue is full.
-    fn try_enqueue(&self, event: &mut Option<NewEvent>) -> Option<Result<Enqueued, QueueError>> {
-        let mut s = self.lock();
-        let new = event.as_ref()?;
-        if let Some(key) = &new.idempotency_key {
-            if let Some(first) = s.idempotency.get(&(new.org.clone(), key.clone())) {
-                let first = *first;
-                let deliveries = s
-                    .events
-                    .get(&first)
-                    .map(|e| e.deliveries.clone())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|id| s.deliveries.get(id).map(|r| r.record.clone()))
-                    .collect();
-                return Some(Ok(Enqueued::Duplicate {
-                    event_id: first,
-                    deliveries,
-                }));
-            }
-        }
-        if let Some(taken) = new
-            .deliveries
-            .iter()
-            .find(|d| s.deliveries.contains_key(&d.id))
-        {
-            return Some(Err(QueueError::Conflict(taken.id)));
-        }
-        if !s.has_room(new.deliveries.len(), self.max_unsent) {
-            return None;
-        }
-        s.insert(event.take()?);
-        let more = s.unsent < self.max_unsent;
-        drop(s);
-        if more {
-            // Room is left: the next waiting enqueue may fit too.
-            self.room_made();
-        }
-        Some(Ok(Enqueued::New))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -213,10 +168,38 @@ impl MemoryQueue {
 }
 
 impl State {
-    /// Writes an event and its deliveries, pending and due at its creation.
-    fn insert(&mut self, event: NewEvent) {
+    /// What an enqueue of `event` answers without writing: the first receipt of its
+    /// idempotency key, or a conflict on a delivery id already queued.
+    fn existing(&self, event: &NewEvent) -> Option<Result<Enqueued, QueueError>> {
+        if let Some(key) = &event.idempotency_key {
+            if let Some(first) = self.idempotency.get(&(event.org.clone(), key.clone())) {
+                let first = *first;
+                let deliveries = self
+                    .events
+                    .get(&first)
+                    .map(|e| e.deliveries.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|id| self.deliveries.get(id).map(|r| r.record.clone()))
+                    .collect();
+                return Some(Ok(Enqueued::Duplicate {
+                    event_id: first,
+                    deliveries,
+                }));
+            }
+        }
+        let taken = event
+            .deliveries
+            .iter()
+            .find(|d| self.deliveries.contains_key(&d.id))?;
+        Some(Err(QueueError::Conflict(taken.id)))
+    }
+
+    /// Writes an event and its deliveries, pending and due at its creation; the first
+    /// `room` of them hold a permit of room each.
+    fn insert(&mut self, event: NewEvent, room: usize) {
         let ids = event.deliveries.iter().map(|d| d.id).collect();
-        for new in &event.deliveries {
+        for (i, new) in event.deliveries.iter().enumerate() {
             let record = DeliveryRecord {
                 id: new.id,
                 event_id: event.id,
@@ -237,6 +220,7 @@ impl State {
                     record,
                     lease: None,
                     settled: None,
+                    holds_room: i < room,
                 },
             );
             self.set_due(new.id, Some(event.created_at));
@@ -349,7 +333,7 @@ impl State {
     }
 
     /// Changes a delivery's row, keeping the count of unsent deliveries; answers whether
-    /// one left that count.
+    /// the row gave its permit of room back (it was attempted, or ended without an attempt).
     fn change(&mut self, id: DeliveryId, change: impl FnOnce(&mut Row)) -> bool {
         let Some(row) = self.deliveries.get_mut(&id) else {
             return false;
@@ -359,7 +343,7 @@ impl State {
         match (before, row.unsent()) {
             (true, false) => {
                 self.unsent = self.unsent.saturating_sub(1);
-                true
+                std::mem::take(&mut row.holds_room)
             }
             (false, true) => {
                 self.unsent = self.unsent.saturating_add(1);
@@ -367,12 +351,6 @@ impl State {
             }
             _ => false,
         }
-    }
-
-    /// Whether an event of `deliveries` deliveries fits under `max` unsent ones. One larger
-    /// than the bound fits once nothing else is unsent.
-    fn has_room(&self, deliveries: usize, max: usize) -> bool {
-        deliveries == 0 || self.unsent == 0 || self.unsent.saturating_add(deliveries) <= max
     }
 
     /// Drops a settled delivery, its log, and its event when no delivery of it is left.
@@ -403,29 +381,36 @@ impl State {
 #[async_trait]
 impl DeliveryQueue for MemoryQueue {
     async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError> {
-        let deadline = tokio::time::Instant::now() + self.full_wait;
-        let mut event = Some(event);
-        loop {
-            // Registered before the check, so room made in between still wakes it.
-            let room = self.room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
-            if let Some(answer) = self.try_enqueue(&mut event) {
-                return answer;
-            }
-            self.waiting.fetch_add(1, Ordering::AcqRel);
-            let waited = tokio::time::timeout_at(deadline, room).await;
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            if waited.is_err() {
-                // One last look: room made as the wait ended is not missed.
-                return self
-                    .try_enqueue(&mut event)
-                    .unwrap_or(Err(QueueError::Full {
-                        limit: self.max_unsent,
-                        waited: self.full_wait,
-                    }));
-            }
+        if let Some(answer) = self.lock().existing(&event) {
+            return answer;
         }
+        let room = event.deliveries.len().min(self.max_unsent);
+        let permits = if room == 0 {
+            None
+        } else {
+            let wanted = u32::try_from(room).unwrap_or(u32::MAX);
+            let full = || QueueError::Full {
+                limit: self.max_unsent,
+                waited: self.full_wait,
+            };
+            match tokio::time::timeout(self.full_wait, self.room.acquire_many(wanted)).await {
+                Ok(Ok(permits)) => Some(permits),
+                // The semaphore is never closed; a closed one would have no room either.
+                Ok(Err(_)) | Err(_) => return Err(full()),
+            }
+        };
+        let mut s = self.lock();
+        // Looked at again: the same key or id may have gone in while this one waited (its
+        // permits then go back as they drop).
+        if let Some(answer) = s.existing(&event) {
+            return answer;
+        }
+        s.insert(event, room);
+        if let Some(permits) = permits {
+            // Held by the rows from now on, each given back once its delivery is attempted.
+            permits.forget();
+        }
+        Ok(Enqueued::New)
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError> {
@@ -503,7 +488,7 @@ impl DeliveryQueue for MemoryQueue {
         }
         drop(s);
         if sent {
-            self.room_made();
+            self.room.add_permits(1);
         }
         Ok(report)
     }
@@ -647,7 +632,7 @@ impl DeliveryQueue for MemoryQueue {
         let ids: Vec<DeliveryId> = event.deliveries.iter().map(|d| d.id).collect();
         let mut event = event;
         event.idempotency_key = None;
-        s.insert(event);
+        s.insert(event, 0);
         for id in ids {
             s.set_due(id, None);
             // Written as attempted under the same lock: never counted as unsent.
@@ -896,5 +881,52 @@ mod tests {
         assert_eq!(queue.lock().unsent, 1);
         deliver(&queue, now).await;
         assert_eq!(queue.lock().unsent, 0);
+    }
+
+    #[tokio::test]
+    async fn waiting_enqueues_get_room_in_order_so_a_wide_event_is_not_overtaken() {
+        let queue = std::sync::Arc::new(
+            MemoryQueue::new()
+                .max_unsent(2)
+                .full_wait(Duration::from_secs(30)),
+        );
+        let (now, hook) = (Utc::now(), WebhookId::new());
+        for _ in 0..2 {
+            queue.enqueue(event(now, hook, None)).await.expect("room");
+        }
+        let mut wide = event(now, hook, None);
+        wide.deliveries
+            .push(NewDelivery::new(DeliveryId::new(), hook, "http://h/"));
+        let spawn = |event: NewEvent| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.enqueue(event).await })
+        };
+        let wide = spawn(wide);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // One slot frees; a narrow event arriving now would fit, but the wide one is first.
+        deliver(&queue, now).await;
+        let narrow = spawn(event(now, hook, None));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !narrow.is_finished() && !wide.is_finished(),
+            "the narrow event may not pass the wide one waiting before it"
+        );
+        deliver(&queue, now).await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), wide)
+            .await
+            .expect("the wide event goes in")
+            .expect("task");
+        assert!(matches!(answer, Ok(Enqueued::New)), "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !narrow.is_finished(),
+            "no room is left for the narrow one yet"
+        );
+        deliver(&queue, now).await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), narrow)
+            .await
+            .expect("then the narrow one")
+            .expect("task");
+        assert!(matches!(answer, Ok(Enqueued::New)), "{answer:?}");
     }
 }
