@@ -437,6 +437,118 @@ async fn shutdown_lets_attempts_finish_and_leaves_the_rest_queued() {
     worker.shutdown().await;
 }
 
+/// `concurrency` bounds the attempts in flight across endpoints, however many endpoints have
+/// free slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_bounds_attempts_in_flight_across_endpoints() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let mut hooks = Vec::new();
+    for n in 0..5 {
+        hooks.push(hook(&d, server.url(&format!("/count?endpoint={n}"))).await);
+    }
+    for n in 0..4 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(options().concurrency(3));
+    for webhook in hooks {
+        assert!(settled(&d, webhook)
+            .await
+            .iter()
+            .all(|r| r.status == DeliveryStatus::Succeeded));
+    }
+    assert_eq!(server.max_in_flight(), 3, "3 at once across 5 endpoints");
+    worker.shutdown().await;
+}
+
+/// The most deliveries a worker holds claimed at once while `/count` works through 16 of
+/// them, one at a time.
+async fn most_claimed_at_once(options: WorkerOptions) -> u64 {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let count = hook(&d, server.url("/count")).await;
+    for n in 0..16 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(options.per_endpoint(1));
+    let mut most = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while server.requests("/count").len() < 16 && tokio::time::Instant::now() < deadline {
+        let depth = d.deliveries().depth().await.expect("depth");
+        most = most.max(depth.in_flight);
+        tokio::time::sleep(5 * MS).await;
+    }
+    assert!(settled(&d, count)
+        .await
+        .iter()
+        .all(|r| r.status == DeliveryStatus::Succeeded));
+    assert_eq!(server.max_in_flight(), 1, "one request at a time");
+    worker.shutdown().await;
+    most
+}
+
+/// A worker claims ahead of a busy endpoint, within `prefetch` and within
+/// `AHEAD_PER_ENDPOINT` times the endpoint's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_claims_ahead_within_its_prefetch_and_the_endpoint_cap() {
+    use dataops_webhooks::worker::AHEAD_PER_ENDPOINT;
+    let capped = most_claimed_at_once(options().concurrency(1).prefetch(2)).await;
+    assert_eq!(capped, 3, "one in flight and two waiting");
+    let none = most_claimed_at_once(options().concurrency(1).prefetch(0)).await;
+    assert_eq!(none, 1, "without prefetch only what can start is claimed");
+    let per_endpoint = most_claimed_at_once(options()).await;
+    assert_eq!(
+        per_endpoint, AHEAD_PER_ENDPOINT as u64,
+        "one endpoint holds at most {AHEAD_PER_ENDPOINT} × its limit"
+    );
+}
+
+/// Claims waiting for a busy endpoint do not hold back another endpoint's delivery: it is
+/// sent while the busy one still has most of its backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_endpoints_claimed_backlog_does_not_delay_another_endpoint() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let busy = hook(&d, server.url("/count")).await;
+    let other = d
+        .webhooks()
+        .create(NewWebhook::new(
+            Scope::Project("q".into()),
+            server.url("/ok"),
+        ))
+        .await
+        .expect("create")
+        .id;
+    for n in 0..20 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(options().per_endpoint(1));
+    while server.requests("/count").is_empty() {
+        tokio::time::sleep(5 * MS).await;
+    }
+    let receipt = d
+        .emit(Event::dataset_complete("q", Dataset::default()))
+        .await
+        .expect("emit");
+    let outcomes = receipt.outcomes().await;
+    assert!(outcomes[0].is_success(), "{outcomes:?}");
+    let behind = d
+        .deliveries()
+        .list(&DeliveryQuery::new(busy).limit(200))
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .filter(|r| r.status == DeliveryStatus::Pending)
+        .count();
+    assert!(
+        behind >= 10,
+        "sent while the busy endpoint had {behind} of 20 left"
+    );
+    assert_eq!(settled(&d, other).await.len(), 1);
+    worker.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_hard_stop_returns_claimed_deliveries_to_the_queue() {
     let server = Flaky::start().await;

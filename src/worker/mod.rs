@@ -14,7 +14,7 @@ mod depth;
 mod limit;
 mod purge;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -31,6 +31,10 @@ use crate::store::ConfigStore;
 use crate::webhook::{DeliveryId, WebhookId};
 use crate::EventType;
 
+/// How many times its [`per_endpoint`](WorkerOptions::per_endpoint) limit a webhook may have
+/// claimed at once in one worker, in flight and waiting for a slot together.
+pub const AHEAD_PER_ENDPOINT: usize = 8;
+
 /// How a worker runs. Start from [`WorkerOptions::default`] and change what you need.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -42,6 +46,15 @@ pub struct WorkerOptions {
     pub per_endpoint: usize,
     /// Deliveries claimed per query (default 64).
     pub batch: usize,
+    /// Claimed deliveries a worker may hold beyond its attempts in flight, waiting for an
+    /// endpoint slot or for one of the [`concurrency`](Self::concurrency) permits (default
+    /// 256). Claiming ahead hides the queue's round trip: a busy endpoint's next deliveries
+    /// are at hand the moment it answers. Each webhook holds at most
+    /// [`AHEAD_PER_ENDPOINT`] × [`per_endpoint`](Self::per_endpoint) claims, in flight and
+    /// waiting together, so one busy endpoint cannot fill the worker. Waiting claims are
+    /// leased like any other; one whose lease would end before its request could time out,
+    /// and every one at shutdown, goes back to the queue at once.
+    pub prefetch: usize,
     /// How long to sleep when nothing is due and nobody wakes the worker (default 1 s). An
     /// emit in the same process wakes it at once, and so does one in another process when
     /// the queue signals [arrivals](crate::DeliveryQueue::arrivals) (PostgreSQL does); a
@@ -77,6 +90,7 @@ impl Default for WorkerOptions {
             concurrency: 64,
             per_endpoint: 8,
             batch: 64,
+            prefetch: 256,
             poll_interval: Duration::from_secs(1),
             lease: None,
             retry: RetryPolicy::default(),
@@ -101,6 +115,13 @@ impl WorkerOptions {
     #[must_use]
     pub fn per_endpoint(mut self, limit: usize) -> Self {
         self.per_endpoint = limit.max(1);
+        self
+    }
+
+    /// Sets [`prefetch`](Self::prefetch) (0: claim only what can start at once).
+    #[must_use]
+    pub fn prefetch(mut self, claims: usize) -> Self {
+        self.prefetch = claims;
         self
     }
 
@@ -333,7 +354,7 @@ impl Drop for WorkerHandle {
 
 /// One attempt in flight. However the attempt ends — settled, panicked, or cancelled by a
 /// hard stop — dropping this frees the permit and forgets the claim, so a panic can never
-/// leave a slot taken for ever.
+/// leave a slot taken for ever. The permit is one of the worker's `concurrency`.
 struct InFlight {
     worker: Worker,
     webhook: WebhookId,
@@ -359,8 +380,16 @@ impl Drop for InFlight {
                 webhook_id: self.webhook,
             });
         }
-        if self.settled {
-            self.worker.busy().claims.remove(&self.delivery);
+        let limited = {
+            let mut busy = self.worker.busy();
+            if self.settled {
+                busy.claims.remove(&self.delivery);
+            }
+            busy.limited
+        };
+        if limited {
+            // The permit frees when this returns: a claim waiting for one can start.
+            self.worker.finished.notify_one();
         }
     }
 }
@@ -479,11 +508,77 @@ pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle 
     }
 }
 
-/// Claims whose endpoint had no free slot, each with its permit and its lease's end, in
-/// the order they were claimed. Owned by the worker's loop.
+/// A claim that could not start when it arrived: its endpoint had no free slot, or the
+/// worker no free permit.
+struct Held {
+    /// Claim order across webhooks: the oldest claim starts first.
+    order: u64,
+    claim: Claim,
+    lease_until: DateTime<Utc>,
+}
+
+/// The claims waiting to start, per webhook in the order they were claimed, and each
+/// webhook's first claim by claim order. Owned by the worker's loop.
 #[derive(Default)]
 struct Waiting {
-    claims: HashMap<WebhookId, VecDeque<(Claim, OwnedSemaphorePermit, DateTime<Utc>)>>,
+    claims: HashMap<WebhookId, VecDeque<Held>>,
+    fronts: BTreeMap<u64, WebhookId>,
+    len: usize,
+    next: u64,
+}
+
+impl Waiting {
+    fn of(&self, webhook: &WebhookId) -> usize {
+        self.claims.get(webhook).map_or(0, VecDeque::len)
+    }
+
+    fn push(&mut self, claim: Claim, lease_until: DateTime<Utc>) {
+        let order = self.next;
+        self.next += 1;
+        self.len += 1;
+        let webhook = claim.delivery.webhook_id;
+        let queue = self.claims.entry(webhook).or_default();
+        if queue.is_empty() {
+            self.fronts.insert(order, webhook);
+        }
+        queue.push_back(Held {
+            order,
+            claim,
+            lease_until,
+        });
+    }
+
+    /// The first webhook, by its first claim, whose first claim came after `after`.
+    fn next_front(&self, after: Option<u64>) -> Option<(u64, WebhookId)> {
+        let from = after.map_or(0, |order| order + 1);
+        self.fronts.range(from..).next().map(|(o, w)| (*o, *w))
+    }
+
+    fn front(&self, webhook: &WebhookId) -> Option<&Held> {
+        self.claims.get(webhook).and_then(VecDeque::front)
+    }
+
+    fn pop(&mut self, webhook: &WebhookId) -> Option<Held> {
+        let queue = self.claims.get_mut(webhook)?;
+        let held = queue.pop_front()?;
+        self.len -= 1;
+        self.fronts.remove(&held.order);
+        match queue.front() {
+            Some(next) => {
+                self.fronts.insert(next.order, *webhook);
+            }
+            None => {
+                self.claims.remove(webhook);
+            }
+        }
+        Some(held)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Held> + '_ {
+        self.len = 0;
+        self.fronts.clear();
+        self.claims.drain().flat_map(|(_, queue)| queue)
+    }
 }
 
 /// What is in flight: per webhook, and the claims to return at a hard stop.
@@ -549,38 +644,42 @@ impl Worker {
     async fn run(self, mut stopped: watch::Receiver<bool>, _running: Running) {
         let mut tasks = JoinSet::new();
         let mut waiting = Waiting::default();
-        let mut spare: Vec<OwnedSemaphorePermit> = Vec::new();
         let arrivals = self.parts.queue.arrivals();
         loop {
             while tasks.try_join_next().is_some() {}
             self.start_waiting(&mut waiting, &mut tasks);
-            while spare.len() < self.options.batch.max(1) {
-                match self.permits.clone().try_acquire_owned() {
-                    Ok(p) => spare.push(p),
-                    Err(_) => break,
-                }
-            }
-            if spare.is_empty() {
+            let room = self.room(&waiting);
+            if room == 0 {
+                // Every claim the worker may hold is in flight or waiting: an attempt that
+                // ends makes room.
+                self.busy().limited = true;
                 tokio::select! {
-                    permit = self.permits.clone().acquire_owned() => match permit {
-                        Ok(permit) => spare.push(permit),
-                        Err(_) => break,
-                    },
                     _ = self.finished.notified() => {}
                     _ = stopped.changed() => break,
                 }
                 continue;
             }
-            let request = self.claim_request(&waiting, spare.len());
+            let request = self.claim_request(&waiting, room);
             let span = tracing::debug_span!(target: "dataops_webhooks", "claim",
                 limit = request.limit, claimed = tracing::field::Empty);
-            let claims = match self
-                .parts
-                .queue
-                .claim(&request)
-                .instrument(span.clone())
-                .await
-            {
+            // While the claim is out, attempts that end free slots and permits: claims
+            // already waiting for them start at once, not when the claim returns.
+            let mut freed = false;
+            let claimed = {
+                let claimed = self.parts.queue.claim(&request).instrument(span.clone());
+                tokio::pin!(claimed);
+                loop {
+                    tokio::select! {
+                        claimed = &mut claimed => break claimed,
+                        _ = self.finished.notified() => {
+                            freed = true;
+                            while tasks.try_join_next().is_some() {}
+                            self.start_waiting(&mut waiting, &mut tasks);
+                        }
+                    }
+                }
+            };
+            let claims = match claimed {
                 Ok(claims) => claims,
                 Err(error) => {
                     self.backend_failed(BackendOperation::Claim, None, error);
@@ -591,15 +690,8 @@ impl Worker {
             let full = claims.len() >= request.limit;
             let found = !claims.is_empty();
             for claim in claims {
-                let Some(permit) = spare.pop() else { break };
-                self.admit(
-                    claim,
-                    permit,
-                    request.lease_until(),
-                    &mut waiting,
-                    &mut tasks,
-                )
-                .await;
+                self.admit(claim, request.lease_until(), &mut waiting, &mut tasks)
+                    .await;
             }
             if found {
                 continue;
@@ -607,6 +699,10 @@ impl Worker {
             // What the claim left out, and whether it came back full: when a slot frees and
             // neither changed, a claim could find nothing new, and is not made.
             let skipped = request.skip;
+            if freed && (full || skipped != self.claim_request(&waiting, 1).skip) {
+                // A slot freed while the claim was out, and its notice was taken then.
+                continue;
+            }
             // Nothing to claim: wait for new work, a freed slot that changes what a claim
             // may take, the poll interval, or the stop.
             loop {
@@ -631,12 +727,31 @@ impl Worker {
         self.stop(tasks, waiting).await;
     }
 
-    /// What the next claim asks for: up to `limit`, each webhook up to twice its endpoint
-    /// limit counting what is in flight and waiting, and none for a webhook still more than
-    /// three quarters full (so a busy endpoint is claimed for in batches, not one by one).
+    /// How many more deliveries the worker may claim now: its batch, within
+    /// `concurrency + prefetch` held in all (in flight and waiting).
+    fn room(&self, waiting: &Waiting) -> usize {
+        let concurrency = self.options.concurrency.max(1);
+        let in_flight = concurrency.saturating_sub(self.permits.available_permits());
+        concurrency
+            .saturating_add(self.options.prefetch)
+            .saturating_sub(in_flight.saturating_add(waiting.len))
+            .min(self.options.batch.max(1))
+    }
+
+    /// Most claims one webhook may have in this worker, in flight and waiting.
+    fn per_webhook_cap(&self) -> usize {
+        let per_endpoint = self.options.per_endpoint.max(1);
+        per_endpoint
+            .saturating_mul(AHEAD_PER_ENDPOINT)
+            .min(per_endpoint.saturating_add(self.options.prefetch))
+    }
+
+    /// What the next claim asks for: up to `limit`, each webhook up to its cap counting what
+    /// is in flight and waiting, and none for a webhook within half its endpoint limit of
+    /// the cap (so a busy endpoint is claimed for in batches, not one by one).
     fn claim_request(&self, waiting: &Waiting, limit: usize) -> ClaimRequest {
         let per_endpoint = self.options.per_endpoint.max(1);
-        let cap = per_endpoint.saturating_mul(2);
+        let cap = self.per_webhook_cap();
         let refill_at = cap.saturating_sub(per_endpoint.div_ceil(2));
         let mut busy = self.busy();
         let mut held = busy.per_webhook.clone();
@@ -658,66 +773,76 @@ impl Worker {
             .per_webhook(cap, held)
     }
 
-    /// Starts a claim if its endpoint has a free slot, keeps it waiting for one if the
-    /// endpoint's queue has room, and returns it otherwise.
+    /// Starts a claim if its endpoint has a free slot and the worker a free permit, keeps it
+    /// waiting if the worker may hold it, and returns it to the queue otherwise.
     async fn admit(
         &self,
         claim: Claim,
-        permit: OwnedSemaphorePermit,
         lease_until: DateTime<Utc>,
         waiting: &mut Waiting,
         tasks: &mut JoinSet<()>,
     ) {
         let webhook = claim.delivery.webhook_id;
-        let queued = waiting.claims.get(&webhook).map_or(0, VecDeque::len);
-        if queued == 0 && self.take_slot(webhook) {
-            return self.spawn_attempt(claim, permit, tasks);
+        let queued = waiting.of(&webhook);
+        if queued == 0 {
+            if let Some(permit) = self.start_permit(webhook) {
+                return self.spawn_attempt(claim, permit, tasks);
+            }
         }
-        if queued < self.options.per_endpoint.max(1) {
-            // A slot freeing up must wake the loop to start it.
+        let per_endpoint = self.options.per_endpoint.max(1);
+        if waiting.len < self.options.prefetch
+            && queued < self.per_webhook_cap().saturating_sub(per_endpoint).max(1)
+        {
+            // A slot or a permit freeing up must wake the loop to start it.
             self.busy().limited = true;
-            waiting
-                .claims
-                .entry(webhook)
-                .or_default()
-                .push_back((claim, permit, lease_until));
-            return;
+            return waiting.push(claim, lease_until);
         }
         self.release(claim.delivery.id, claim.lease).await;
     }
 
-    /// Starts the waiting claims whose endpoints have a free slot. A claim whose lease would
-    /// run out before its request could time out goes back to the queue instead.
+    /// A permit and one of `webhook`'s endpoint slots, if both are free.
+    fn start_permit(&self, webhook: WebhookId) -> Option<OwnedSemaphorePermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        self.take_slot(webhook).then_some(permit)
+    }
+
+    /// Starts waiting claims, the longest waiting first, while their endpoints have free
+    /// slots and the worker free permits. A claim whose lease would run out before its
+    /// request could time out goes back to the queue instead. Claims are made in order under
+    /// the same lease, so once a claim is not expiring none made after it is.
     fn start_waiting(&self, waiting: &mut Waiting, tasks: &mut JoinSet<()>) {
         let margin = chrono::Duration::from_std(self.parts.sender.request_timeout())
             .unwrap_or(chrono::Duration::MAX);
-        let webhooks: Vec<WebhookId> = waiting.claims.keys().copied().collect();
-        for webhook in webhooks {
-            while let Some(queue) = waiting.claims.get_mut(&webhook) {
-                let Some((_, _, lease_until)) = queue.front() else {
-                    break;
-                };
-                let expiring = lease_until.signed_duration_since(Utc::now()) <= margin;
-                if !expiring && !self.take_slot(webhook) {
-                    break;
-                }
-                let Some((claim, permit, _)) = queue.pop_front() else {
-                    break;
-                };
-                if expiring {
-                    let worker = self.clone();
-                    let (id, lease) = (claim.delivery.id, claim.lease);
-                    tasks.spawn(async move {
-                        worker.release(id, lease).await;
-                        drop(permit);
-                    });
+        let now = Utc::now();
+        let mut after = None;
+        let mut expiring = true;
+        while let Some((order, webhook)) = waiting.next_front(after) {
+            while let Some(front) = waiting.front(&webhook) {
+                expiring = expiring && front.lease_until.signed_duration_since(now) <= margin;
+                let permit = if expiring {
+                    None
+                } else if self.permits.available_permits() == 0 {
+                    // Nothing more can start, and nothing later is expiring.
+                    return;
                 } else {
-                    self.spawn_attempt(claim, permit, tasks);
+                    match self.start_permit(webhook) {
+                        Some(permit) => Some(permit),
+                        None => break,
+                    }
+                };
+                let Some(held) = waiting.pop(&webhook) else {
+                    break;
+                };
+                match permit {
+                    Some(permit) => self.spawn_attempt(held.claim, permit, tasks),
+                    None => {
+                        let worker = self.clone();
+                        let (id, lease) = (held.claim.delivery.id, held.claim.lease);
+                        tasks.spawn(async move { worker.release(id, lease).await });
+                    }
                 }
             }
-            if waiting.claims.get(&webhook).is_some_and(VecDeque::is_empty) {
-                waiting.claims.remove(&webhook);
-            }
+            after = Some(order);
         }
     }
 
@@ -792,10 +917,9 @@ impl Worker {
 
     /// Returns the claims still waiting for a slot, lets attempts in flight finish within the
     /// grace, then cancels the rest and returns their deliveries to the queue.
-    async fn stop(&self, mut tasks: JoinSet<()>, waiting: Waiting) {
-        for (claim, permit, _) in waiting.claims.into_values().flatten() {
-            self.release(claim.delivery.id, claim.lease).await;
-            drop(permit);
+    async fn stop(&self, mut tasks: JoinSet<()>, mut waiting: Waiting) {
+        for held in waiting.drain() {
+            self.release(held.claim.delivery.id, held.claim.lease).await;
         }
         let grace = self.options.shutdown_grace;
         let drained =
