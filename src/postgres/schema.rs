@@ -292,6 +292,7 @@ pub(super) struct Statements {
     pub(super) deliveries_of_event: String,
     pub(super) claim: String,
     pub(super) finish_many: String,
+    pub(super) finish_set: String,
     pub(super) get_delivery: String,
     pub(super) list_deliveries: String,
     pub(super) attempts: String,
@@ -409,6 +410,76 @@ impl Statements {
                     t.attempted_at, t.status, t.duration_us, t.response, t.error_kind, t.error,
                     t.next_status, t.due, t.next_error) f
                 ORDER BY t.ordinal"),
+            // The same settles as set operations, for a group whose deliveries are distinct:
+            // one lock pass over the deliveries (webhook then delivery order, as above), one
+            // insert of the attempts, one update of the deliveries, and per webhook one
+            // change of its health, which the group's latest attempt decides (a failure
+            // leaves it failing since its first failure, a success clears it and reports the
+            // recovery on that webhook's first successful settle of the group).
+            finish_set: r("WITH t AS (
+                    SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[],
+                                         $4::boolean[], $5::timestamptz[], $6::integer[],
+                                         $7::bigint[], $8::text[], $9::text[], $10::text[],
+                                         $11::text[], $12::timestamptz[], $13::text[])
+                        WITH ORDINALITY AS t(id, lease, at_now, attempted, attempted_at, status,
+                                             duration_us, response, error_kind, error,
+                                             next_status, due, next_error, ordinal)),
+                cur AS MATERIALIZED (
+                    SELECT d.id, d.webhook_id, d.lease, d.status
+                    FROM t JOIN {s}.deliveries d ON d.id = t.id
+                    ORDER BY d.webhook_id, d.id
+                    FOR UPDATE OF d),
+                j AS MATERIALIZED (
+                    SELECT t.*, c.webhook_id, c.id IS NOT NULL AS found,
+                           coalesce(c.lease IS NOT DISTINCT FROM t.lease
+                                    AND c.status = 'pending', false) AS held
+                    FROM t LEFT JOIN cur c ON c.id = t.id),
+                att AS (
+                    INSERT INTO {s}.attempts
+                        (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
+                    SELECT id, attempted_at, status, duration_us, response, error_kind, error
+                    FROM j WHERE found AND attempted ORDER BY ordinal
+                    RETURNING 1),
+                latest AS (
+                    SELECT DISTINCT ON (webhook_id) webhook_id, error_kind IS NULL AS ok, at_now
+                    FROM j WHERE found AND attempted
+                    ORDER BY webhook_id, attempted_at DESC, ordinal DESC),
+                healed AS (
+                    DELETE FROM {s}.endpoint_health h USING latest l
+                    WHERE l.ok AND h.webhook_id = l.webhook_id
+                    RETURNING h.webhook_id),
+                failing AS (
+                    INSERT INTO {s}.endpoint_health AS h (webhook_id, failing_since)
+                    SELECT webhook_id, at_now FROM latest WHERE NOT ok ORDER BY webhook_id
+                    ON CONFLICT (webhook_id) DO NOTHING
+                    RETURNING h.webhook_id, h.failing_since),
+                moved AS (
+                    UPDATE {s}.deliveries d SET
+                        status = CASE WHEN j.held THEN j.next_status ELSE d.status END,
+                        due_at = CASE WHEN j.held THEN j.due ELSE d.due_at END,
+                        lease = CASE WHEN j.held THEN NULL ELSE d.lease END,
+                        attempts = d.attempts + j.attempted::integer,
+                        last_error = CASE WHEN NOT j.held THEN j.error
+                                          WHEN j.next_error IS NOT NULL
+                                               OR j.next_status = 'succeeded' THEN j.next_error
+                                          WHEN j.attempted THEN j.error
+                                          ELSE d.last_error END,
+                        updated_at = j.at_now
+                    FROM j WHERE d.id = j.id AND j.found AND (j.held OR j.attempted)
+                    RETURNING 1)
+                SELECT j.ordinal, j.found, j.held,
+                    CASE WHEN j.attempted AND j.error_kind IS NOT NULL AND NOT l.ok
+                         THEN coalesce(f.failing_since, h.failing_since) END,
+                    coalesce(j.attempted AND j.error_kind IS NULL AND hd.webhook_id IS NOT NULL
+                        AND j.ordinal = min(j.ordinal) FILTER (
+                            WHERE j.attempted AND j.error_kind IS NULL)
+                            OVER (PARTITION BY j.webhook_id), false)
+                FROM j
+                LEFT JOIN latest l ON l.webhook_id = j.webhook_id
+                LEFT JOIN failing f ON f.webhook_id = j.webhook_id
+                LEFT JOIN {s}.endpoint_health h ON h.webhook_id = j.webhook_id
+                LEFT JOIN healed hd ON hd.webhook_id = j.webhook_id
+                ORDER BY j.ordinal"),
             get_delivery: r("SELECT {RECORD}
                 FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
                 WHERE d.id = $1"),
@@ -582,7 +653,13 @@ mod tests {
     #[test]
     fn statements_name_the_schema_everywhere() {
         let sql = Statements::new("tenant_7");
-        for statement in [&sql.claim, &sql.enqueue, &sql.finish_many, &sql.redeliver] {
+        for statement in [
+            &sql.claim,
+            &sql.enqueue,
+            &sql.finish_many,
+            &sql.finish_set,
+            &sql.redeliver,
+        ] {
             assert!(!statement.contains("{s}"), "{statement}");
             assert!(statement.contains("tenant_7."), "{statement}");
         }

@@ -2,10 +2,13 @@
 //! running share the next one, so a busy process pays one round trip and one commit for
 //! many attempts.
 //!
-//! Each settle is still one call of the schema's `finish` function, with the same checks;
-//! a group runs them in one statement and one transaction, ordered by webhook and delivery
-//! so that concurrent groups from other processes take their row locks in the same order.
-//! When the database refuses a group (a row it cannot take, a deadlock victim) nothing of it
+//! A group runs in one statement and one transaction, taking its row locks in webhook then
+//! delivery order, so that concurrent groups from other processes take them in the same
+//! order. A group of distinct deliveries runs as set operations (`finish_set`: one insert
+//! of the attempts, one update of the deliveries, one health change per webhook, decided by
+//! its latest attempt in the group); a settle on its own, or a group that settles one
+//! delivery twice, calls the schema's `finish` function per settle, in sequence, with the
+//! same checks. When the database refuses a group (a row it cannot take, a deadlock victim) nothing of it
 //! was written, and each settle runs again on its own: one bad settle never holds back the
 //! others.
 
@@ -134,11 +137,30 @@ impl PostgresStore {
         &self,
         settles: &[&Settle],
     ) -> Result<Vec<Result<FinishReport, Failure>>, Failure> {
+        // Set operations for distinct deliveries; the per-settle function keeps the exact
+        // sequence when one delivery is settled twice in a group.
+        let mut ids: Vec<&str> = settles.iter().map(|s| s.id.as_str()).collect();
+        ids.sort_unstable();
+        let distinct = ids.windows(2).all(|pair| pair[0] != pair[1]);
+        let sql = if distinct && settles.len() > 1 {
+            &self.inner.sql.finish_set
+        } else {
+            &self.inner.sql.finish_many
+        };
+        self.run_settles(sql, settles).await
+    }
+
+    /// Runs `sql` (`finish_set` or `finish_many`) over the settles.
+    async fn run_settles(
+        &self,
+        sql: &str,
+        settles: &[&Settle],
+    ) -> Result<Vec<Result<FinishReport, Failure>>, Failure> {
         fn column<'a, T>(settles: &[&'a Settle], field: impl Fn(&'a Settle) -> T) -> Vec<T> {
             settles.iter().map(|s| field(s)).collect()
         }
         let client = self.client().await?;
-        let statement = client.prepare_cached(&self.inner.sql.finish_many).await?;
+        let statement = client.prepare_cached(sql).await?;
         let rows = client
             .query(
                 &statement,
@@ -177,7 +199,8 @@ fn no_row() -> Failure {
     Failure::Corrupt("finish returned no row".into())
 }
 
-/// Reads a row of `finish_many`: `ordinal, o_found, o_held, o_failing_since, o_recovered`.
+/// Reads a row of `finish_many` or `finish_set`: `ordinal, found, held, failing_since,
+/// recovered`.
 fn report(row: &Row) -> Result<FinishReport, Failure> {
     let held: bool = row.try_get(2)?;
     Ok(FinishReport {
@@ -190,6 +213,221 @@ fn report(row: &Row) -> Result<FinishReport, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::AttemptResult;
+    use crate::event::EventType;
+    use crate::postgres::PostgresOptions;
+    use crate::queue::{AttemptLog, ClaimRequest, DeliveryQueue, NewDelivery, NewEvent, Next};
+    use crate::webhook::{OrgId, WebhookId};
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    /// What one settle left behind: its report, and its delivery's status, attempts, last
+    /// error, next attempt time and logged attempts.
+    type Left = (
+        Option<(bool, Option<DateTime<Utc>>, bool)>,
+        Option<(String, i32, Option<String>, Option<DateTime<Utc>>, i64)>,
+    );
+
+    /// Settles a group of seven in a fresh schema with `sql`, and reads what each left and
+    /// the endpoints' health.
+    async fn settle_group(
+        url: &str,
+        schema: &str,
+        pick: fn(&super::super::schema::Statements) -> &String,
+        ids: &[DeliveryId],
+        webhooks: &[WebhookId],
+        now: DateTime<Utc>,
+    ) -> (Vec<Left>, Vec<(String, DateTime<Utc>)>) {
+        let store =
+            PostgresStore::connect(PostgresOptions::new(url).expect("options").schema(schema))
+                .await
+                .expect("connect");
+        store.migrate().await.expect("migrate");
+        let client = store.pool().get().await.expect("client");
+        let mut event = NewEvent::new(
+            OrgId::new("acme"),
+            "p",
+            EventType::DatasetComplete,
+            Bytes::from_static(b"{}"),
+            now,
+        );
+        // Two deliveries to A, two to B, one each to C and D; the seventh id is unknown.
+        event.deliveries = (0..6)
+            .map(|i| NewDelivery::new(ids[i], webhooks[[0, 0, 1, 1, 2, 3][i]], "http://h/"))
+            .collect();
+        store.enqueue(event).await.expect("enqueue");
+        let claims = store
+            .claim(&ClaimRequest::new(now, Duration::from_secs(600), 6))
+            .await
+            .expect("claim");
+        let lease = |i: usize| {
+            claims
+                .iter()
+                .find(|c| c.delivery.id == ids[i])
+                .map(|c| c.lease)
+                .expect("claimed")
+        };
+        // A has been failing for an hour.
+        client
+            .execute(
+                &format!("INSERT INTO {schema}.endpoint_health VALUES ($1, $2)"),
+                &[
+                    &webhooks[0].to_string(),
+                    &(now - chrono::Duration::hours(1)),
+                ],
+            )
+            .await
+            .expect("health");
+        let attempted = |ok: bool, next: Next| {
+            let result = if ok {
+                AttemptResult::Delivered {
+                    status: http::StatusCode::OK,
+                    body: "fine".into(),
+                    duration: Duration::from_millis(3),
+                }
+            } else {
+                AttemptResult::Rejected {
+                    status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                    body: "down".into(),
+                    duration: Duration::from_millis(4),
+                }
+            };
+            Finish::Attempted {
+                attempt: AttemptLog::of(&result, now),
+                next,
+            }
+        };
+        let settles = [
+            Settle::new(&ids[0], lease(0), attempted(true, Next::Succeeded), now),
+            Settle::new(&ids[1], lease(1), attempted(true, Next::Succeeded), now),
+            Settle::new(
+                &ids[2],
+                lease(2),
+                attempted(false, Next::RetryAt(now + chrono::Duration::hours(1))),
+                now,
+            ),
+            Settle::new(&ids[3], lease(3), attempted(false, Next::Dead), now),
+            // A lease that is not the delivery's: the attempt counts, the state stays.
+            Settle::new(
+                &ids[4],
+                LeaseId(lease(4).0.wrapping_add(1)),
+                attempted(true, Next::Succeeded),
+                now,
+            ),
+            Settle::new(&ids[5], lease(5), Finish::Released, now),
+            Settle::new(&ids[6], lease(0), attempted(true, Next::Succeeded), now),
+        ];
+        let group: Vec<&Settle> = settles.iter().collect();
+        let reports = store
+            .run_settles(pick(&store.inner.sql), &group)
+            .await
+            .expect("group");
+        let mut left = Vec::new();
+        for (id, report) in ids.iter().zip(reports) {
+            let row = client
+                .query_opt(
+                    &format!(
+                        "SELECT status, attempts, last_error, due_at,
+                            (SELECT count(*) FROM {schema}.attempts a WHERE a.delivery_id = d.id)
+                         FROM {schema}.deliveries d WHERE id = $1"
+                    ),
+                    &[&id.to_string()],
+                )
+                .await
+                .expect("read");
+            left.push((
+                report
+                    .ok()
+                    .map(|r| (r.lease_lost, r.failing_since, r.recovered)),
+                row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))),
+            ));
+        }
+        let health = client
+            .query(
+                &format!(
+                    "SELECT webhook_id, failing_since FROM {schema}.endpoint_health ORDER BY 1"
+                ),
+                &[],
+            )
+            .await
+            .expect("health")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .expect("drop");
+        (left, health)
+    }
+
+    /// A group of distinct deliveries settled as set operations leaves exactly what the
+    /// schema's `finish` function, called per settle, leaves: reports, deliveries, attempts
+    /// and health.
+    #[tokio::test]
+    async fn set_settles_match_the_function_settle_by_settle() {
+        let Ok(url) = std::env::var("DATAOPS_WEBHOOKS_TEST_POSTGRES") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the PostgreSQL tests"
+            );
+            return;
+        };
+        let ids: Vec<DeliveryId> = (0..7).map(|_| DeliveryId::new()).collect();
+        let mut webhooks: Vec<WebhookId> = (0..4).map(|_| WebhookId::new()).collect();
+        webhooks.sort_unstable();
+        let now = Utc::now();
+        let tag = std::process::id();
+        let (set, set_health) = settle_group(
+            &url,
+            &format!("settle_set_{tag}"),
+            |sql| &sql.finish_set,
+            &ids,
+            &webhooks,
+            now,
+        )
+        .await;
+        let (function, function_health) = settle_group(
+            &url,
+            &format!("settle_function_{tag}"),
+            |sql| &sql.finish_many,
+            &ids,
+            &webhooks,
+            now,
+        )
+        .await;
+        assert_eq!(set, function);
+        assert_eq!(set_health, function_health);
+        let now_micros = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_micros());
+        // A recovers once; B fails since now; C's stale attempt counts; D is released.
+        assert_eq!(set[0].0, Some((false, None, true)));
+        assert_eq!(set[1].0, Some((false, None, false)));
+        assert_eq!(
+            set[2].0.map(|r| (r.0, now_micros(r.1))),
+            Some((false, Some(now.timestamp_micros())))
+        );
+        assert_eq!(
+            set[3].0.map(|r| now_micros(r.1)),
+            Some(Some(now.timestamp_micros()))
+        );
+        assert_eq!(set[4].0.map(|r| r.0), Some(true), "the lease was lost");
+        let c = set[4].1.clone().expect("C");
+        assert_eq!((c.0.as_str(), c.1, c.4), ("pending", 1, 1));
+        let d = set[5].1.clone().expect("D");
+        assert_eq!((d.0.as_str(), d.1, d.4), ("pending", 0, 0));
+        assert_eq!(
+            set[6],
+            (Some((true, None, false)), None),
+            "an unknown delivery"
+        );
+        assert_eq!(set[2].1.clone().expect("B").0, "pending");
+        assert_eq!(set[3].1.clone().expect("B").0, "dead");
+        assert_eq!(
+            set_health.len(),
+            1,
+            "A recovered, B is failing: {set_health:?}"
+        );
+    }
 
     #[test]
     fn nul_characters_become_replacement_characters() {
