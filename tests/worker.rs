@@ -503,6 +503,43 @@ async fn a_worker_claims_ahead_within_its_prefetch_and_the_endpoint_cap() {
     );
 }
 
+/// A slow endpoint is claimed for only as far ahead as its slots can start before the
+/// claims' leases run short: here 100 ms requests, one at a time, and 250 ms a claim may
+/// wait (half of an 800 ms lease less the 300 ms request timeout) hold 3 claims, not 8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_is_claimed_for_only_as_far_ahead_as_its_leases_allow() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let count = hook(&d, server.url("/count")).await;
+    for n in 0..16 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(options().per_endpoint(1).lease(800 * MS));
+    // The first claim knows nothing of the endpoint yet and takes up to 8: measure once
+    // those are through.
+    while server.requests("/count").len() < 8 {
+        tokio::time::sleep(5 * MS).await;
+    }
+    let mut most = 0;
+    while server.requests("/count").len() < 14 {
+        let depth = d.deliveries().depth().await.expect("depth");
+        most = most.max(depth.in_flight);
+        tokio::time::sleep(5 * MS).await;
+    }
+    assert!(settled(&d, count)
+        .await
+        .iter()
+        .all(|r| r.status == DeliveryStatus::Succeeded && r.attempts == 1));
+    // One in flight, two waiting, and at most one more still being recorded.
+    assert!((3..=4).contains(&most), "held {most} claims at once");
+    assert_eq!(
+        server.requests("/count").len(),
+        16,
+        "no claim ran out of lease and was sent twice"
+    );
+    worker.shutdown().await;
+}
+
 /// Claims waiting for a busy endpoint do not hold back another endpoint's delivery: it is
 /// sent while the busy one still has most of its backlog.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,9 +51,11 @@ pub struct WorkerOptions {
     /// 256). Claiming ahead hides the queue's round trip: a busy endpoint's next deliveries
     /// are at hand the moment it answers. Each webhook holds at most
     /// [`AHEAD_PER_ENDPOINT`] × [`per_endpoint`](Self::per_endpoint) claims, in flight and
-    /// waiting together, so one busy endpoint cannot fill the worker. Waiting claims are
-    /// leased like any other; one whose lease would end before its request could time out,
-    /// and every one at shutdown, goes back to the queue at once.
+    /// waiting together, so one busy endpoint cannot fill the worker; a slow endpoint holds
+    /// fewer: only as many as its slots start, at the pace its requests have been taking,
+    /// within half the time a claim may wait (the lease less the request timeout). Waiting
+    /// claims are leased like any other; one whose lease would end before its request could
+    /// time out, and every one at shutdown, goes back to the queue at once.
     pub prefetch: usize,
     /// How long to sleep when nothing is due and nobody wakes the worker (default 1 s). An
     /// emit in the same process wakes it at once, and so does one in another process when
@@ -401,12 +403,14 @@ struct EndpointSlot {
     busy: Arc<Mutex<Busy>>,
     finished: Arc<Notify>,
     webhook: WebhookId,
+    taken: std::time::Instant,
 }
 
 impl Drop for EndpointSlot {
     fn drop(&mut self) {
         let limited = {
             let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+            busy.observe(self.webhook, self.taken.elapsed());
             if let Some(n) = busy.per_webhook.get_mut(&self.webhook) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -581,6 +585,10 @@ impl Waiting {
     }
 }
 
+/// Webhooks whose pace a worker remembers at most; past this it forgets them all and
+/// learns again.
+const PACES_KEPT: usize = 4096;
+
 /// What is in flight: per webhook, and the claims to return at a hard stop.
 #[derive(Debug, Default)]
 struct Busy {
@@ -589,6 +597,19 @@ struct Busy {
     /// The last claim left a webhook out for being at its limit: an attempt that ends
     /// must wake the loop to claim for it again.
     limited: bool,
+    /// How long each webhook's requests hold their slot, averaged (the newest counts 1/8).
+    pace: HashMap<WebhookId, Duration>,
+}
+
+impl Busy {
+    /// Notes that one of `webhook`'s requests held its slot for `held`.
+    fn observe(&mut self, webhook: WebhookId, held: Duration) {
+        if self.pace.len() >= PACES_KEPT && !self.pace.contains_key(&webhook) {
+            self.pace.clear();
+        }
+        let pace = self.pace.entry(webhook).or_insert(held);
+        *pace = pace.saturating_mul(7).saturating_add(held) / 8;
+    }
 }
 
 #[derive(Clone)]
@@ -746,6 +767,32 @@ impl Worker {
             .min(per_endpoint.saturating_add(self.options.prefetch))
     }
 
+    /// Most claims a webhook whose requests hold their slot for `pace` may have: no more
+    /// than its slots start within half the time a waiting claim may wait (its lease less
+    /// the request timeout), so a slow endpoint's claims start before their lease runs
+    /// short instead of going back to the queue.
+    fn paced_cap(&self, pace: Duration) -> usize {
+        let per_endpoint = self.options.per_endpoint.max(1);
+        let may_wait = self
+            .lease
+            .saturating_sub(self.parts.sender.request_timeout())
+            / 2;
+        let rounds = may_wait
+            .as_nanos()
+            .checked_div(pace.as_nanos())
+            .map_or(usize::MAX, |r| usize::try_from(r).unwrap_or(usize::MAX));
+        per_endpoint
+            .saturating_mul(rounds.saturating_add(1))
+            .min(self.per_webhook_cap())
+    }
+
+    /// Most claims `webhook` may have now: the cap, or less for a slow endpoint.
+    fn cap_of(&self, busy: &Busy, webhook: &WebhookId) -> usize {
+        busy.pace
+            .get(webhook)
+            .map_or_else(|| self.per_webhook_cap(), |pace| self.paced_cap(*pace))
+    }
+
     /// What the next claim asks for: up to `limit`, each webhook up to its cap counting what
     /// is in flight and waiting, and none for a webhook within half its endpoint limit of
     /// the cap (so a busy endpoint is claimed for in batches, not one by one).
@@ -757,6 +804,13 @@ impl Worker {
         let mut held = busy.per_webhook.clone();
         for (webhook, queue) in &waiting.claims {
             *held.entry(*webhook).or_insert(0) += queue.len();
+        }
+        // A slow endpoint's smaller cap, as claims it already holds.
+        for (webhook, pace) in &busy.pace {
+            let short = cap.saturating_sub(self.paced_cap(*pace));
+            if short > 0 {
+                *held.entry(*webhook).or_insert(0) += short;
+            }
         }
         let mut skip: Vec<WebhookId> = held
             .iter()
@@ -790,9 +844,8 @@ impl Worker {
             }
         }
         let per_endpoint = self.options.per_endpoint.max(1);
-        if waiting.len < self.options.prefetch
-            && queued < self.per_webhook_cap().saturating_sub(per_endpoint).max(1)
-        {
+        let cap = self.cap_of(&self.busy(), &webhook);
+        if waiting.len < self.options.prefetch && queued < cap.saturating_sub(per_endpoint).max(1) {
             // A slot or a permit freeing up must wake the loop to start it.
             self.busy().limited = true;
             return waiting.push(claim, lease_until);
@@ -866,6 +919,7 @@ impl Worker {
             busy: self.busy.clone(),
             finished: self.finished.clone(),
             webhook,
+            taken: std::time::Instant::now(),
         };
         let in_flight = InFlight {
             worker: self.clone(),
