@@ -657,6 +657,44 @@ async fn claims_waiting_for_a_slot_return_to_the_queue_at_a_stop() {
     }
 }
 
+/// What the worker reports before the host asks for its events is not lost: the first
+/// receiver has everything since the start, a later one only what follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_events_receiver_has_what_was_reported_before_it_was_asked_for() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let gone = hook(&d, server.url("/gone")).await;
+    d.emit(event(0)).await.expect("emit");
+    let worker = d.start_worker(options());
+    let dead = settled(&d, gone).await;
+    assert_eq!(dead[0].status, DeliveryStatus::Dead);
+    // The worker tells right after it records: wait for both reports, not only the record.
+    let mut first = worker.events();
+    let told = told_until(&mut first, |told| {
+        told.iter()
+            .any(|e| matches!(e, HostEvent::WebhookDisabled { .. }))
+            && told
+                .iter()
+                .any(|e| matches!(e, HostEvent::DeliveryExhausted { .. }))
+    })
+    .await;
+    assert!(
+        told.iter().any(|e| matches!(e,
+            HostEvent::DeliveryExhausted { webhook_id, .. } if *webhook_id == gone)),
+        "{told:?}"
+    );
+    assert!(
+        told.iter().any(|e| matches!(e,
+            HostEvent::WebhookDisabled { webhook_id, .. } if *webhook_id == gone)),
+        "{told:?}"
+    );
+    assert!(
+        worker.events().try_recv().is_err(),
+        "a later receiver starts from now"
+    );
+    worker.shutdown().await;
+}
+
 /// Sixteen webhooks, each with eight deliveries answered 410 at the same time: each webhook is
 /// disabled once and reported once (a read-check-write would report some twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

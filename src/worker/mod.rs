@@ -329,13 +329,22 @@ pub struct WorkerHandle {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     events: broadcast::Sender<HostEvent>,
+    /// The receiver made with the channel, before the worker ran: the first caller of
+    /// `events` gets it.
+    first: Mutex<Option<broadcast::Receiver<HostEvent>>>,
 }
 
 impl WorkerHandle {
-    /// A receiver of the worker's [`HostEvent`]s from now on. A receiver that falls more
-    /// than 1,024 events behind loses the oldest.
+    /// A receiver of the worker's [`HostEvent`]s. The first call's receiver has every event
+    /// since the worker started (one that the worker reported before the host asked is not
+    /// lost); each later call's has the events from then on. A receiver that falls more than
+    /// 1,024 events behind loses the oldest.
     pub fn events(&self) -> broadcast::Receiver<HostEvent> {
-        self.events.subscribe()
+        self.first
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
     }
 
     /// Stops claiming, lets attempts in flight finish within the shutdown grace, returns the
@@ -472,7 +481,7 @@ impl Drop for Running {
 /// Starts a worker over `parts`.
 pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle {
     let (stop, stopped) = watch::channel(false);
-    let (events, _) = broadcast::channel(1024);
+    let (events, first) = broadcast::channel(1024);
     let lease = options
         .lease
         .unwrap_or(parts.sender.request_timeout() + Duration::from_secs(30));
@@ -509,6 +518,7 @@ pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle 
         stop,
         task: Some(task),
         events,
+        first: Mutex::new(Some(first)),
     }
 }
 
