@@ -462,8 +462,12 @@ async fn concurrency_bounds_attempts_in_flight_across_endpoints() {
 }
 
 /// The most deliveries a worker holds claimed at once while `/count` works through 16 of
-/// them, one at a time.
-async fn most_claimed_at_once(options: WorkerOptions) -> u64 {
+/// them, one at a time, sampled between the `answered.start`-th and `answered.end`-th
+/// answer; with the deliveries once all are settled, and the server.
+async fn most_claimed_between(
+    options: WorkerOptions,
+    answered: std::ops::Range<usize>,
+) -> (u64, Vec<DeliveryRecord>, Flaky) {
     let server = Flaky::start().await;
     let d = dispatcher();
     let count = hook(&d, server.url("/count")).await;
@@ -471,19 +475,29 @@ async fn most_claimed_at_once(options: WorkerOptions) -> u64 {
         d.emit(event(n)).await.expect("emit");
     }
     let worker = d.start_worker(options.per_endpoint(1));
-    let mut most = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while server.requests("/count").len() < 16 && tokio::time::Instant::now() < deadline {
+    let answers = || server.requests("/count").len();
+    while answers() < answered.start && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(5 * MS).await;
+    }
+    let mut most = 0;
+    while answers() < answered.end && tokio::time::Instant::now() < deadline {
         let depth = d.deliveries().depth().await.expect("depth");
         most = most.max(depth.in_flight);
         tokio::time::sleep(5 * MS).await;
     }
-    assert!(settled(&d, count)
-        .await
+    let records = settled(&d, count).await;
+    worker.shutdown().await;
+    (most, records, server)
+}
+
+/// The most deliveries a worker holds claimed at once over the whole run.
+async fn most_claimed_at_once(options: WorkerOptions) -> u64 {
+    let (most, records, server) = most_claimed_between(options, 0..16).await;
+    assert!(records
         .iter()
         .all(|r| r.status == DeliveryStatus::Succeeded));
     assert_eq!(server.max_in_flight(), 1, "one request at a time");
-    worker.shutdown().await;
     most
 }
 
@@ -508,26 +522,10 @@ async fn a_worker_claims_ahead_within_its_prefetch_and_the_endpoint_cap() {
 /// wait (half of an 800 ms lease less the 300 ms request timeout) hold 3 claims, not 8.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_endpoint_is_claimed_for_only_as_far_ahead_as_its_leases_allow() {
-    let server = Flaky::start().await;
-    let d = dispatcher();
-    let count = hook(&d, server.url("/count")).await;
-    for n in 0..16 {
-        d.emit(event(n)).await.expect("emit");
-    }
-    let worker = d.start_worker(options().per_endpoint(1).lease(800 * MS));
     // The first claim knows nothing of the endpoint yet and takes up to 8: measure once
     // those are through.
-    while server.requests("/count").len() < 8 {
-        tokio::time::sleep(5 * MS).await;
-    }
-    let mut most = 0;
-    while server.requests("/count").len() < 14 {
-        let depth = d.deliveries().depth().await.expect("depth");
-        most = most.max(depth.in_flight);
-        tokio::time::sleep(5 * MS).await;
-    }
-    assert!(settled(&d, count)
-        .await
+    let (most, records, server) = most_claimed_between(options().lease(800 * MS), 8..14).await;
+    assert!(records
         .iter()
         .all(|r| r.status == DeliveryStatus::Succeeded && r.attempts == 1));
     // One in flight, two waiting, and at most one more still being recorded.
@@ -537,7 +535,6 @@ async fn a_slow_endpoint_is_claimed_for_only_as_far_ahead_as_its_leases_allow() 
         16,
         "no claim ran out of lease and was sent twice"
     );
-    worker.shutdown().await;
 }
 
 /// Claims waiting for a busy endpoint do not hold back another endpoint's delivery: it is
