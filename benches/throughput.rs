@@ -14,6 +14,10 @@
 //! the queue drains). The emitting tasks drop each receipt at once, as a
 //! host that does not wait for outcomes does, so the sender's memory is the library's.
 //!
+//! `sender CPU` is the CPU time the sending process used over the run (every thread, user and
+//! system), per delivery: the cost a change saves shows there even when the machine's speed
+//! drifts between runs, which moves the rates. (A PostgreSQL server's CPU is not in it.)
+//!
 //! `raw-signed` is the ceiling for a signing sender: a bare reqwest loop, 64 requests in flight,
 //! signing each request with Standard Webhooks. Every other row is also given as a ratio to it.
 //! Each scenario runs `DATAOPS_WEBHOOKS_BENCH_RUNS` times (default 3); the median is printed.
@@ -106,6 +110,8 @@ struct Measured {
     secs: f64,
     rss_mb: f64,
     emit_p99_ms: f64,
+    /// The sender's CPU time (user and system) from the start to its report.
+    cpu_secs: f64,
 }
 
 fn main() {
@@ -184,8 +190,8 @@ fn parent() {
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
-        "{:<40} {:>12} {:>9} {:>10} {:>13}",
-        "scenario", "deliveries/s", "× raw", "peak RSS", "emit p99"
+        "{:<40} {:>12} {:>9} {:>10} {:>13} {:>13}",
+        "scenario", "deliveries/s", "× raw", "peak RSS", "emit p99", "sender CPU"
     );
     for scenario in scenarios {
         let mut results: Vec<Measured> = (0..runs)
@@ -209,12 +215,13 @@ fn parent() {
             format!("{:.2} ms", median.emit_p99_ms)
         };
         println!(
-            "{:<40} {:>12.0} {:>9} {:>7.1} MB {:>13}",
+            "{:<40} {:>12.0} {:>9} {:>7.1} MB {:>13} {:>8.1} µs/d",
             scenario.name(),
             rate,
             ratio,
             median.rss_mb,
-            p99
+            p99,
+            median.cpu_secs * 1e6 / n as f64
         );
     }
 }
@@ -256,6 +263,7 @@ async fn measure(
     let ready = expect(lines.recv().await, "being ready");
     assert_eq!(ready, "READY", "the sender said {ready}");
     let target = received.count() + n;
+    let cpu_before = cpu_secs(child.id());
     let started = Instant::now();
     writeln!(stdin, "GO").unwrap_or_else(|e| panic!("{e}"));
     stdin.flush().unwrap_or_else(|e| panic!("{e}"));
@@ -266,6 +274,7 @@ async fn measure(
     stdin.flush().unwrap_or_else(|e| panic!("{e}"));
     let done = expect(lines.recv().await, "settling");
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs(child.id()) - cpu_before;
     // Exactly one request per delivery: none failed and was tried again.
     assert_eq!(
         received.count(),
@@ -281,6 +290,7 @@ async fn measure(
         secs,
         rss_mb: fields.next().unwrap_or_default(),
         emit_p99_ms: fields.next().unwrap_or_default(),
+        cpu_secs: cpu,
     };
     drop(stdin);
     let _ = child.wait();
@@ -568,6 +578,32 @@ fn second_worker() {
         let _worker = dispatcher.start_worker(WorkerOptions::default());
         tokio::time::sleep(Duration::from_secs(3_600)).await;
     });
+}
+
+/// The CPU time process `pid` has used (user and system, every thread), in seconds:
+/// `/proc/<pid>/stat` counts it in clock ticks.
+fn cpu_secs(pid: u32) -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let per_second = *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it are space-separated.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let field = |i: usize| -> f64 {
+        after_name
+            .split_whitespace()
+            .nth(i)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime: fields 14 and 15 of the line (the name is field 2).
+    (field(11) + field(12)) / per_second
 }
 
 /// This process's peak resident set (VmHWM), in MB.
