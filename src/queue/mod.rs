@@ -44,7 +44,7 @@ pub use stats::{percentile, DeliveryStats, QueueDepth, StatsQuery, WebhookStats}
 pub use types::{
     AttemptErrorKind, AttemptLog, Claim, ClaimRequest, DeliveryPage, DeliveryQuery, DeliveryRecord,
     DeliveryStatus, Enqueued, Finish, FinishReport, Health, LastError, LeaseId, NewDelivery,
-    NewEvent, Next, Transition,
+    NewEvent, Next, Selection, Transition,
 };
 
 /// The most deliveries one [`list_deliveries`](DeliveryQueue::list_deliveries) call returns.

@@ -297,24 +297,97 @@ impl ClaimRequest {
     /// takes: none of a skipped webhook, at most [`room`](Self::room) of each, at most
     /// `limit` in all, in the candidates' order.
     pub fn select<T>(&self, candidates: impl IntoIterator<Item = (WebhookId, T)>) -> Vec<T> {
-        let mut taken: HashMap<WebhookId, usize> = HashMap::new();
+        let mut selection = self.selection();
         let mut chosen = Vec::new();
         for (webhook, item) in candidates {
-            if chosen.len() >= self.limit {
+            if selection.is_full() {
                 break;
             }
-            let count = taken.entry(webhook).or_insert(0);
-            if *count < self.room(&webhook) {
-                *count += 1;
+            if selection.take(webhook) {
                 chosen.push(item);
             }
         }
         chosen
     }
 
+    /// [`select`](Self::select) one candidate at a time, for a queue that reads candidates
+    /// from a cursor: it can stop reading once the selection [is full](Selection::is_full),
+    /// and needs to decode only the candidates [taken](Selection::take).
+    pub fn selection(&self) -> Selection<'_> {
+        Selection {
+            request: self,
+            taken: HashMap::new(),
+            count: 0,
+        }
+    }
+
     /// The end of the lease.
     pub fn lease_until(&self) -> DateTime<Utc> {
         self.now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+/// A [`ClaimRequest`] applied to candidates one at a time, in due order (see
+/// [`ClaimRequest::selection`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use dataops_webhooks::queue::ClaimRequest;
+/// use dataops_webhooks::WebhookId;
+///
+/// let (a, b) = (WebhookId::new(), WebhookId::new());
+/// // At most 4 in all, 2 per webhook; `a` already has one in flight.
+/// let request = ClaimRequest::new(chrono::Utc::now(), Duration::from_secs(30), 4)
+///     .per_webhook(2, [(a, 1)].into_iter().collect());
+/// let mut selection = request.selection();
+/// assert!(selection.take(a));
+/// assert!(!selection.take(a)); // a is at its cap
+/// assert!(selection.take(b) && selection.take(b) && !selection.take(b));
+/// assert_eq!((selection.taken(&b), selection.room(&b)), (2, 0));
+/// assert!(!selection.is_full()); // 3 of 4: a third webhook could still be taken
+/// ```
+#[derive(Debug)]
+pub struct Selection<'a> {
+    request: &'a ClaimRequest,
+    taken: HashMap<WebhookId, usize>,
+    count: usize,
+}
+
+impl Selection<'_> {
+    /// Offers the next candidate, a delivery of `webhook`: `true` when the request takes it
+    /// (and counts it), `false` when its webhook is skipped or has no room left, or the
+    /// request is full.
+    pub fn take(&mut self, webhook: WebhookId) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        let count = self.taken.entry(webhook).or_insert(0);
+        if *count < self.request.room(&webhook) {
+            *count += 1;
+            self.count += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the request has all it asked for ([`ClaimRequest::limit`]).
+    pub fn is_full(&self) -> bool {
+        self.count >= self.request.limit
+    }
+
+    /// How many deliveries of `webhook` were taken so far.
+    pub fn taken(&self, webhook: &WebhookId) -> usize {
+        self.taken.get(webhook).copied().unwrap_or(0)
+    }
+
+    /// How many more deliveries of `webhook` the request may take: its
+    /// [room](ClaimRequest::room) less those taken, within what the limit leaves.
+    pub fn room(&self, webhook: &WebhookId) -> usize {
+        self.request
+            .room(webhook)
+            .saturating_sub(self.taken(webhook))
+            .min(self.request.limit.saturating_sub(self.count))
     }
 }
 

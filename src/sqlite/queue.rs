@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{from_micros, micros, parsed, Failure, SqliteStore};
@@ -138,7 +139,7 @@ fn micros_duration(
         .map(|us| std::time::Duration::from_micros(u64::try_from(us).unwrap_or(0))))
 }
 
-/// Records an attempt and counts it.
+/// Records an attempt (the caller counts it in the delivery's row).
 fn log_attempt(conn: &Connection, delivery: &str, attempt: &AttemptLog) -> Result<(), Failure> {
     conn.prepare_cached(
         "INSERT INTO attempts
@@ -154,8 +155,6 @@ fn log_attempt(conn: &Connection, delivery: &str, attempt: &AttemptLog) -> Resul
         attempt.error_kind.map(AttemptErrorKind::as_str),
         attempt.error,
     ])?;
-    conn.prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1")?
-        .execute([delivery])?;
     Ok(())
 }
 
@@ -189,14 +188,38 @@ fn apply_health(
     }
 }
 
+/// Webhook ids as the rows spell them, parsed once per claim: a claim's candidates share a
+/// few webhooks, and a text id costs an allocation and a parse per row otherwise.
+#[derive(Default)]
+struct WebhookNames(HashMap<String, WebhookId>);
+
+impl WebhookNames {
+    fn read(&mut self, row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<WebhookId> {
+        let text = row
+            .get_ref(index)?
+            .as_str()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.into()))?;
+        if let Some(webhook) = self.0.get(text) {
+            return Ok(*webhook);
+        }
+        let webhook: WebhookId = parsed(row, index)?;
+        self.0.insert(text.to_owned(), webhook);
+        Ok(webhook)
+    }
+}
+
 /// The deliveries `request` claims, oldest due first. The first [`ClaimRequest::window`] due
-/// rows usually hold them. When those are all taken up by webhooks at their cap, the earliest
-/// due rows of every webhook with pending deliveries are looked at too (an index probe per
+/// rows usually hold them; they are read until the request is full, and only the ids it
+/// takes are copied out. When the window ends with room left, the earliest due rows of
+/// every webhook with pending deliveries and room left are looked at too (an index probe per
 /// webhook), so an endpoint at its limit with a deep backlog cannot hide the others' work.
 fn choose(conn: &Connection, request: &ClaimRequest) -> Result<Vec<String>, Failure> {
     let now = micros(request.now);
     let window = request.window();
-    let mut candidates: Vec<(i64, String, WebhookId)> = Vec::new();
+    let mut names = WebhookNames::default();
+    let mut selection = request.selection();
+    let mut chosen: Vec<(i64, String, WebhookId)> = Vec::new();
+    let mut seen = 0;
     {
         // `LIMIT (SELECT ?2)`, not `LIMIT ?2`: SQLite recompiles a statement whose plan read a
         // bound LIMIT each time it is bound again.
@@ -206,16 +229,17 @@ fn choose(conn: &Connection, request: &ClaimRequest) -> Result<Vec<String>, Fail
              ORDER BY due_at LIMIT (SELECT ?2)",
         )?;
         let mut rows = due.query(params![now, i64::try_from(window).unwrap_or(i64::MAX)])?;
-        while let Some(row) = rows.next()? {
-            candidates.push((row.get(0)?, row.get(1)?, parsed(row, 2)?));
+        while !selection.is_full() {
+            let Some(row) = rows.next()? else { break };
+            seen += 1;
+            let webhook = names.read(row, 2)?;
+            if selection.take(webhook) {
+                chosen.push((row.get(0)?, row.get(1)?, webhook));
+            }
         }
     }
-    let pick = |candidates: &[(i64, String, WebhookId)]| {
-        request.select(candidates.iter().map(|(_, id, w)| (*w, id.clone())))
-    };
-    let chosen = pick(&candidates);
-    if chosen.len() >= request.limit || candidates.len() < window {
-        return Ok(chosen);
+    if selection.is_full() || seen < window {
+        return Ok(chosen.into_iter().map(|(_, id, _)| id).collect());
     }
     let mut webhooks = Vec::new();
     {
@@ -230,21 +254,27 @@ fn choose(conn: &Connection, request: &ClaimRequest) -> Result<Vec<String>, Fail
         )?;
         let mut rows = distinct.query([])?;
         while let Some(row) = rows.next()? {
-            webhooks.push(parsed::<WebhookId>(row, 0)?);
+            let webhook = names.read(row, 0)?;
+            if selection.room(&webhook) > 0 {
+                webhooks.push(webhook);
+            }
         }
+    }
+    if webhooks.is_empty() {
+        return Ok(chosen.into_iter().map(|(_, id, _)| id).collect());
     }
     let mut earliest = conn.prepare_cached(
         "SELECT due_at, id FROM deliveries
          WHERE webhook_id = (SELECT ?1) AND status = 'pending' AND due_at <= ?2
          ORDER BY due_at LIMIT (SELECT ?3)",
     )?;
+    // A webhook with room left had every one of its window rows taken: its earliest rows
+    // begin with those.
     let known: std::collections::HashSet<String> =
-        candidates.iter().map(|(_, id, _)| id.clone()).collect();
+        chosen.iter().map(|(_, id, _)| id.clone()).collect();
+    let mut candidates = chosen;
     for webhook in webhooks {
-        let room = request.room(&webhook).min(request.limit);
-        if room == 0 {
-            continue;
-        }
+        let room = selection.taken(&webhook) + selection.room(&webhook);
         let room = i64::try_from(room).unwrap_or(i64::MAX);
         let mut rows = earliest.query(params![webhook.to_string(), now, room])?;
         while let Some(row) = rows.next()? {
@@ -255,7 +285,7 @@ fn choose(conn: &Connection, request: &ClaimRequest) -> Result<Vec<String>, Fail
         }
     }
     candidates.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    Ok(pick(&candidates))
+    Ok(request.select(candidates.into_iter().map(|(_, id, w)| (w, id))))
 }
 
 #[async_trait]
@@ -373,19 +403,27 @@ impl DeliveryQueue for SqliteStore {
                     LastError::Clear => (false, None),
                     _ => (true, None),
                 };
+                // One write of the row: the count, the error and, with the lease, the state.
                 if change.attempted || held {
                     conn.prepare_cached(
-                        "UPDATE deliveries SET last_error = CASE WHEN ?2 THEN last_error ELSE ?3 END,
-                             updated_at = ?4
+                        "UPDATE deliveries SET attempts = attempts + ?2,
+                             last_error = CASE WHEN ?3 THEN last_error ELSE ?4 END,
+                             updated_at = ?5,
+                             status = CASE WHEN ?6 THEN ?7 ELSE status END,
+                             due_at = CASE WHEN ?6 THEN ?8 ELSE due_at END,
+                             lease = CASE WHEN ?6 THEN NULL ELSE lease END
                          WHERE id = ?1",
                     )?
-                    .execute(params![id, keep, error, micros(now)])?;
-                }
-                if held {
-                    conn.prepare_cached(
-                        "UPDATE deliveries SET status = ?2, due_at = ?3, lease = NULL WHERE id = ?1",
-                    )?
-                    .execute(params![id, change.status.as_str(), change.due.map(micros)])?;
+                    .execute(params![
+                        id,
+                        i64::from(finish.attempt().is_some()),
+                        keep,
+                        error,
+                        micros(now),
+                        held,
+                        change.status.as_str(),
+                        change.due.map(micros)
+                    ])?;
                 }
                 Ok(report)
             })
@@ -602,7 +640,7 @@ impl DeliveryQueue for SqliteStore {
                     let id = d.id.to_string();
                     conn.prepare_cached(
                         "UPDATE deliveries SET status = ?2, due_at = NULL, last_error = ?3,
-                             updated_at = ?4
+                             updated_at = ?4, attempts = attempts + 1
                          WHERE id = ?1",
                     )?
                     .execute(params![
