@@ -101,7 +101,7 @@ impl ConfigStore for SqliteStore {
     async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError> {
         let id = id.to_string();
         Ok(self
-            .call(move |conn| Ok(conn.execute("DELETE FROM webhooks WHERE id = ?1", [id])? > 0))
+            .call(move |conn| Ok(conn.execute("DELETE FROM webhooks WHERE id = ?1", [&id])? > 0))
             .await?)
     }
 

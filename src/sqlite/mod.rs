@@ -172,7 +172,7 @@ impl SqliteStore {
     async fn call<T, F>(&self, f: F) -> Result<T, Failure>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Failure> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, Failure> + Send + 'static,
     {
         self.writer.call(f).await
     }

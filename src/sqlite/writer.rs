@@ -1,12 +1,15 @@
 //! The one writer: a thread of its own owns the write connection and commits together the
 //! writes that arrive together (group commit).
 //!
-//! Callers send a job and await its answer. The thread takes every job waiting, runs them in
-//! one `BEGIN IMMEDIATE` transaction — each inside a savepoint of its own, so a job that
-//! fails is rolled back alone and the others still commit — and answers each job only after
-//! the `COMMIT` succeeded. A lone job costs what it did before (one transaction); a busy
-//! store pays one commit, one lock and one thread wake-up for a whole group, and no call
-//! waits on tokio's blocking pool.
+//! Callers send a job and await its answer. The thread takes every job waiting and runs them
+//! in one `BEGIN IMMEDIATE` transaction, answering each job only after the `COMMIT`
+//! succeeded. A job that fails must not take the others down with it, yet a savepoint per
+//! job costs a copy of every page the job touches; so a group first runs without them, and
+//! only when one of its jobs fails is it rolled back and run again with a savepoint around
+//! each job (a job is a function of the database alone, so running it again is running it
+//! once). A lone job costs what it did before (one transaction); a busy store pays one
+//! commit, one lock and one thread wake-up for a whole group, and no call waits on tokio's
+//! blocking pool.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -20,18 +23,18 @@ use super::{schema, Failure, SqliteError};
 /// The most jobs one transaction takes: a bound on how long the first of them waits.
 const MAX_GROUP: usize = 512;
 
-/// A job as the thread sees it: run it, then tell it how the group ended.
+/// A job as the thread sees it: run it (again, after a rollback), then tell it how the
+/// group ended.
 trait Job: Send {
-    /// Runs inside the job's savepoint; `false` when it failed (the savepoint is rolled
-    /// back).
+    /// Runs the job, replacing the result of any earlier run; `false` when it failed.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller: `committed` is the group's commit, or why it failed.
     fn answer(self: Box<Self>, committed: Result<(), String>);
 }
 
-/// A caller's closure, its result once run, and where the answer goes.
+/// A caller's function, its result once run, and where the answer goes.
 struct Call<T, F> {
-    work: Option<F>,
+    work: F,
     result: Option<Result<T, Failure>>,
     reply: oneshot::Sender<Result<T, Failure>>,
 }
@@ -39,13 +42,10 @@ struct Call<T, F> {
 impl<T, F> Job for Call<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T, Failure> + Send,
+    F: Fn(&Connection) -> Result<T, Failure> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        let Some(work) = self.work.take() else {
-            return false;
-        };
-        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+        let result = catch_unwind(AssertUnwindSafe(|| (self.work)(conn)))
             .unwrap_or_else(|_| Err(Failure::Task("a SQLite write panicked".into())));
         let ok = result.is_ok();
         self.result = Some(result);
@@ -94,14 +94,16 @@ impl Writer {
     }
 
     /// Runs `work` in the next group and returns its result once the group committed.
+    /// `work` may run more than once (each time after the last run was rolled back), so it
+    /// must act on the database alone.
     pub(super) async fn call<T, F>(&self, work: F) -> Result<T, Failure>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Failure> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, Failure> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Call {
-            work: Some(work),
+            work,
             result: None,
             reply,
         });
@@ -133,30 +135,156 @@ fn serve(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
 
 /// Runs a group in one transaction; `Err` says why nothing of it was committed.
 fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), String> {
-    let sql = |statement: &str| {
-        conn.prepare_cached(statement)
-            .and_then(|mut s| s.execute([]))
-            .map(drop)
-    };
-    sql("BEGIN IMMEDIATE").map_err(|e| format!("cannot start a write: {e}"))?;
+    begin(conn)?;
+    let mut failed = false;
     for job in group.iter_mut() {
-        if let Err(e) = sql("SAVEPOINT job") {
-            let _ = sql("ROLLBACK");
-            return Err(format!("cannot start a write: {e}"));
-        }
-        let ok = job.run(conn);
-        let ended = if ok {
-            sql("RELEASE job")
-        } else {
-            sql("ROLLBACK TO job").and_then(|()| sql("RELEASE job"))
-        };
-        if let Err(e) = ended {
-            let _ = sql("ROLLBACK");
-            return Err(format!("a write could not be completed: {e}"));
+        if !job.run(conn) {
+            failed = true;
+            break;
         }
     }
-    sql("COMMIT").map_err(|e| {
-        let _ = sql("ROLLBACK");
+    if failed {
+        rollback(conn);
+        if group.len() == 1 {
+            // Its own failure is its answer, and nothing else was in the transaction.
+            return Ok(());
+        }
+        begin(conn)?;
+        for job in group.iter_mut() {
+            isolated(conn, job.as_mut())?;
+        }
+    }
+    statement(conn, "COMMIT").map_err(|e| {
+        rollback(conn);
         format!("the write was not committed: {e}")
     })
+}
+
+/// Runs `job` inside a savepoint of its own, rolled back alone if the job fails.
+fn isolated(conn: &Connection, job: &mut dyn Job) -> Result<(), String> {
+    if let Err(e) = statement(conn, "SAVEPOINT job") {
+        rollback(conn);
+        return Err(format!("cannot start a write: {e}"));
+    }
+    let ended = if job.run(conn) {
+        statement(conn, "RELEASE job")
+    } else {
+        statement(conn, "ROLLBACK TO job").and_then(|()| statement(conn, "RELEASE job"))
+    };
+    ended.map_err(|e| {
+        rollback(conn);
+        format!("a write could not be completed: {e}")
+    })
+}
+
+fn begin(conn: &Connection) -> Result<(), String> {
+    statement(conn, "BEGIN IMMEDIATE").map_err(|e| format!("cannot start a write: {e}"))
+}
+
+fn rollback(conn: &Connection) {
+    // Fails only when no transaction is open: nothing to undo then.
+    let _ = statement(conn, "ROLLBACK");
+}
+
+fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap_or(-1)
+    }
+
+    /// A group whose middle job fails is rolled back and run again job by job: the others
+    /// commit (each having run twice), the failed one leaves nothing behind and gets its own
+    /// error, and a lone failing job is answered with its error too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_rolls_back_alone_after_its_group_runs_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("writer.db");
+        let writer = Arc::new(Writer::start(path.clone()).await.expect("start"));
+        writer
+            .call(|conn| Ok(conn.execute_batch("CREATE TABLE t (v INTEGER)")?))
+            .await
+            .expect("create");
+        // Hold the thread in a job of its own until the group is queued behind it.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Mutex::new(wait);
+        let blocker = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .call(move |_| {
+                        let _ = wait.lock().map(|w| w.recv());
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..3)
+            .map(|i| {
+                let (writer, runs) = (writer.clone(), runs.clone());
+                let job = tokio::spawn(async move {
+                    writer
+                        .call(move |conn| {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            conn.execute("INSERT INTO t (v) VALUES (?1)", [i])?;
+                            if i == 1 {
+                                return Err(Failure::Task("refused".into()));
+                            }
+                            Ok(i)
+                        })
+                        .await
+                });
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                job
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        go.send(()).expect("release the thread");
+        blocker.await.expect("task").expect("blocker");
+        let mut answers = Vec::new();
+        for job in jobs {
+            answers.push(job.await.expect("task"));
+        }
+        assert!(matches!(answers[0], Ok(0)), "{:?}", answers[0]);
+        assert!(
+            matches!(&answers[1], Err(Failure::Task(why)) if why == "refused"),
+            "{:?}",
+            answers[1]
+        );
+        assert!(matches!(answers[2], Ok(2)), "{:?}", answers[2]);
+        // First pass: jobs 0 and 1 ran; then all three once more, each in a savepoint.
+        assert_eq!(runs.load(Ordering::SeqCst), 5);
+        let values: Vec<i64> = writer
+            .call(|conn| {
+                let mut s = conn.prepare("SELECT v FROM t ORDER BY v")?;
+                let rows = s.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+            .expect("read");
+        assert_eq!(values, vec![0, 2]);
+
+        let lone = writer
+            .call(|conn| {
+                conn.execute("INSERT INTO t (v) VALUES (9)", [])?;
+                Err::<(), _>(Failure::Task("alone".into()))
+            })
+            .await;
+        assert!(matches!(lone, Err(Failure::Task(why)) if why == "alone"));
+        let left = writer.call(|conn| Ok(count(conn))).await.expect("count");
+        assert_eq!(left, 2, "the lone failed job's insert was rolled back");
+    }
 }
