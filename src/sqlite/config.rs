@@ -176,14 +176,14 @@ impl ConfigStore for SqliteStore {
     ) -> Result<Option<(Webhook, Option<SigningKeys>)>, StoreError> {
         let id = id.to_string();
         Ok(self
-            .read(move |conn| {
+            .lookup(move |conn| {
                 let found: Option<(String, Option<String>)> = conn
                     .prepare_cached(
                         "SELECT w.record, k.record FROM webhooks w
                          LEFT JOIN signing_keys k ON k.org = w.org
                          WHERE w.id = (SELECT ?1)",
                     )?
-                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 let Some((webhook, keys)) = found else {
                     return Ok(None);
@@ -206,7 +206,7 @@ impl ConfigStore for SqliteStore {
     ) -> Result<Vec<Webhook>, StoreError> {
         let (org, project) = (org.to_string(), project.to_owned());
         Ok(self
-            .read(move |conn| {
+            .lookup(move |conn| {
                 // Sorted here: with `ORDER BY`, SQLite would recompile the statement at each
                 // call (its plan depends on the bound organization).
                 let mut statement = conn.prepare_cached(

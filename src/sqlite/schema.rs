@@ -122,15 +122,20 @@ pub(super) fn open(path: &Path) -> Result<Connection, SqliteError> {
     Ok(conn)
 }
 
-/// Opens a read-only connection to a file [`open`] has set up.
-pub(super) fn open_reader(path: &Path) -> Result<Connection, SqliteError> {
+/// Opens a read-only connection to a file [`open`] has set up; one that does not `wait`
+/// answers `SQLITE_BUSY` at once where another would retry for up to 10 s.
+pub(super) fn open_reader(path: &Path, wait: bool) -> Result<Connection, SqliteError> {
     let open_error = |source| SqliteError::Open {
         path: path.to_path_buf(),
         source,
     };
     let conn = Connection::open(path).map_err(open_error)?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(open_error)?;
+    let timeout = if wait {
+        Duration::from_secs(10)
+    } else {
+        Duration::ZERO
+    };
+    conn.busy_timeout(timeout).map_err(open_error)?;
     conn.pragma_update(None, "query_only", "ON")
         .map_err(open_error)?;
     conn.set_prepared_statement_cache_capacity(64);
