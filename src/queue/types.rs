@@ -333,7 +333,7 @@ impl ClaimRequest {
 /// ```
 /// use std::time::Duration;
 /// use dataops_webhooks::queue::ClaimRequest;
-/// use dataops_webhooks::WebhookId;
+/// use dataops_webhooks::webhook::WebhookId;
 ///
 /// let (a, b) = (WebhookId::new(), WebhookId::new());
 /// // At most 4 in all, 2 per webhook; `a` already has one in flight.
