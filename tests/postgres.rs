@@ -743,3 +743,64 @@ async fn cached_configuration_follows_changes_made_anywhere() {
     here.delete_webhook(&hook).await.expect("delete");
     assert_eq!(here.webhook_with_keys(&hook).await.expect("read"), None);
 }
+
+/// A claim whose chosen rows are all held by another worker's claim in flight takes the
+/// next due rows instead of coming back empty (which would leave its worker idle until the
+/// next wake-up while work is due).
+#[tokio::test]
+async fn a_claim_passes_over_rows_another_claim_holds() {
+    let Some(schema) = TestSchema::new("contended") else {
+        return;
+    };
+    let store = schema.store().await;
+    let claimed = six_claims(&store).await;
+    // Back to due, in a known order: the first three are held elsewhere below.
+    let ids: Vec<DeliveryId> = claimed.iter().map(|c| c.delivery.id).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let due = Utc::now() - chrono::Duration::seconds(60 - i as i64);
+        let client = schema.connect().await;
+        client
+            .execute(
+                &format!(
+                    "UPDATE {}.deliveries SET due_at = $2, lease = NULL WHERE id = $1",
+                    schema.name
+                ),
+                &[&id.to_string(), &due],
+            )
+            .await
+            .expect("due again");
+    }
+    // Another worker is claiming the three oldest: its transaction holds their rows.
+    let other = schema.connect().await;
+    // Should the test fail while it holds them, the server ends the session on its own, so
+    // dropping the schema does not wait on it.
+    other
+        .batch_execute("SET idle_in_transaction_session_timeout = '3s'; BEGIN")
+        .await
+        .expect("begin");
+    let held: Vec<String> = other
+        .query(
+            &format!(
+                "SELECT id FROM {}.deliveries ORDER BY due_at LIMIT 3 FOR UPDATE",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .expect("hold")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: Vec<String> = ids[..3].iter().map(ToString::to_string).collect();
+    assert_eq!(held, expected);
+
+    let request = ClaimRequest::new(Utc::now(), Duration::from_secs(600), 3);
+    let next = store.claim(&request).await.expect("claim");
+    let next: Vec<DeliveryId> = next.iter().map(|c| c.delivery.id).collect();
+    assert_eq!(next, ids[3..], "the three rows nobody holds, oldest first");
+
+    other.batch_execute("ROLLBACK").await.expect("release");
+    let rest = store.claim(&request).await.expect("claim");
+    let rest: Vec<DeliveryId> = rest.iter().map(|c| c.delivery.id).collect();
+    assert_eq!(rest, ids[..3], "the rows the other claim let go");
+}

@@ -76,6 +76,11 @@ fn count(row: &Row, index: usize) -> Result<u64, Failure> {
     Ok(u64::try_from(row.try_get::<_, i64>(index)?).unwrap_or(0))
 }
 
+/// How many times a claim is made when each time every row it chose was held by another
+/// worker's claim in flight (see the `claim` statement); each try passes over the rows the
+/// ones before chose.
+const CLAIM_TRIES: usize = 3;
+
 fn record(row: &Row) -> Result<DeliveryRecord, Failure> {
     let attempts: i32 = row.try_get(7)?;
     Ok(DeliveryRecord {
@@ -207,22 +212,48 @@ impl DeliveryQueue for PostgresStore {
             .map(|(webhook, n)| (webhook.to_string(), count(*n)))
             .unzip();
         let lease = LeaseId::random();
-        let rows = self
-            .rows(
-                &self.inner.sql.claim,
-                &[
-                    &request.now,
-                    &skip,
-                    &count(request.limit),
-                    &request.lease_until(),
-                    &lease.0,
-                    &count(request.window()),
-                    &busy_webhooks,
-                    &busy,
-                    &request.per_webhook.map(count),
-                ],
-            )
-            .await?;
+        let mut passed_over: Vec<String> = Vec::new();
+        let mut tries = 0;
+        let rows = loop {
+            tries += 1;
+            let sql = if tries == 1 {
+                &self.inner.sql.claim
+            } else {
+                &self.inner.sql.claim_contended
+            };
+            let rows = self
+                .rows(
+                    sql,
+                    &[
+                        &request.now,
+                        &skip,
+                        &count(request.limit),
+                        &request.lease_until(),
+                        &lease.0,
+                        &count(request.window()),
+                        &busy_webhooks,
+                        &busy,
+                        &request.per_webhook.map(count),
+                        &passed_over,
+                    ],
+                )
+                .await?;
+            // The statement's own row when it took nothing: the ids it had chosen.
+            let chosen: Vec<String> = match rows.as_slice() {
+                [only] if only.try_get::<_, Option<&str>>(0).ok().flatten().is_none() => only
+                    .try_get::<_, Option<Vec<String>>>(13)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                _ => break rows,
+            };
+            // Another worker's claim in flight held every row this one chose: claim again,
+            // passing over those and whatever else is held.
+            if chosen.is_empty() || tries >= CLAIM_TRIES {
+                break Vec::new();
+            }
+            passed_over.extend(chosen);
+        };
         // One copy of each event's payload, shared by its deliveries.
         let mut payloads: HashMap<EventId, Bytes> = HashMap::new();
         let mut claims = Vec::with_capacity(rows.len());

@@ -291,6 +291,7 @@ pub(super) struct Statements {
     pub(super) existing_delivery: String,
     pub(super) deliveries_of_event: String,
     pub(super) claim: String,
+    pub(super) claim_contended: String,
     pub(super) finish_many: String,
     pub(super) finish_set: String,
     pub(super) get_delivery: String,
@@ -319,7 +320,7 @@ const RECORD: &str = "d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url
 impl Statements {
     pub(super) fn new(schema: &str) -> Self {
         let r = |sql: &str| render(&sql.replace("{RECORD}", RECORD), schema);
-        Self {
+        let mut statements = Self {
             enqueue: r("WITH ev AS (
                     INSERT INTO {s}.events
                         (id, org, project, event_type, payload, idempotency_key, created_at)
@@ -365,10 +366,14 @@ impl Statements {
             // window), of which each webhook gives at most its room: `$9` minus what the
             // caller has busy (`$7`/`$8`); at most `$3` in all. Only the chosen rows are
             // locked, skipping any another worker is claiming right now; a row claimed since
-            // the window was read is checked again when locked and is no longer due.
+            // the window was read is checked again when locked and is no longer due. A claim
+            // that took nothing returns one row of NULLs with the ids it had chosen: when
+            // there are any, another worker's claim in flight had locked them all, and a
+            // claim made again leaving them out (`$10`) takes the next ones in line.
             claim: r("WITH candidates AS (
                     SELECT id, webhook_id, due_at FROM {s}.deliveries
                     WHERE status = 'pending' AND due_at <= $1 AND webhook_id <> ALL($2)
+                      AND id <> ALL($10)
                     ORDER BY due_at LIMIT $6),
                 ranked AS (
                     SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id
@@ -389,8 +394,10 @@ impl Statements {
                     UPDATE {s}.deliveries u SET due_at = $4, lease = $5
                     FROM due WHERE u.id = due.id
                     RETURNING u.*)
-                SELECT {RECORD}, e.payload
-                FROM d JOIN due ON due.id = d.id JOIN {s}.events e ON e.id = d.event_id
+                SELECT {RECORD}, e.payload, CASE WHEN d.id IS NULL THEN w.ids END
+                FROM (SELECT array_agg(id) AS ids FROM chosen) w
+                LEFT JOIN (d JOIN due ON due.id = d.id JOIN {s}.events e ON e.id = d.event_id)
+                    ON true
                 ORDER BY due.was_due, d.id"),
             // Settles, one transaction: in webhook then delivery order, so that concurrent
             // groups lock health and delivery rows in the same order.
@@ -616,9 +623,22 @@ impl Statements {
             subscribers: r("SELECT record::text FROM {s}.webhooks
                 WHERE org = $1 AND active AND (project = $2 OR project IS NULL)
                 ORDER BY id"),
-        }
+            claim_contended: String::new(),
+        };
+        // The claim made again after another worker's claim held all it chose: its window
+        // is the first due rows nobody holds (each locked as it is read, the ones held
+        // skipped), at the cost of locking the whole window, not only the rows taken.
+        statements.claim_contended = statements.claim.replacen(
+            WINDOW_END,
+            &format!("{WINDOW_END} FOR UPDATE SKIP LOCKED"),
+            1,
+        );
+        statements
     }
 }
+
+/// How the claim's window of due rows ends (see `claim_contended`).
+const WINDOW_END: &str = "ORDER BY due_at LIMIT $6";
 
 #[cfg(test)]
 mod tests {

@@ -76,7 +76,8 @@ impl TestSchema {
         client.query_one(sql, &[]).await.expect(sql).get(0)
     }
 
-    async fn connect(&self) -> tokio_postgres::Client {
+    /// A connection of its own to the test database.
+    pub(crate) async fn connect(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
             .await
             .expect("connect");
