@@ -1017,3 +1017,37 @@ async fn a_full_memory_queue_holds_emits_back_until_the_worker_catches_up() {
     receiver.wait_for(40).await;
     worker.shutdown().await;
 }
+
+/// `concurrency` bounds requests, not recordings: while an answered attempt's settle is slow,
+/// the worker's one permit goes to the next request; and the held settle still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_settle_does_not_hold_back_the_next_request() {
+    let server = Flaky::start().await;
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let d = WebhookDispatcher::builder()
+        .queue(std::sync::Arc::new(FailsFirstSettle::held(gate.clone())))
+        .address_policy(AddressPolicy::allow_private())
+        .build()
+        .expect("dispatcher");
+    let count = hook(&d, server.url("/count")).await;
+    for n in 0..3 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(options().concurrency(1));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.requests("/count").len() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(5 * MS).await;
+    }
+    assert_eq!(
+        server.requests("/count").len(),
+        3,
+        "every request was sent while the first settle waited"
+    );
+    assert_eq!(server.max_in_flight(), 1, "one request at a time");
+    gate.add_permits(1);
+    let records = settled(&d, count).await;
+    assert!(records
+        .iter()
+        .all(|r| r.status == DeliveryStatus::Succeeded));
+    worker.shutdown().await;
+}

@@ -39,14 +39,17 @@ pub const AHEAD_PER_ENDPOINT: usize = 8;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WorkerOptions {
-    /// Attempts in flight at once (default 64).
+    /// Requests in flight at once (default 64). An attempt holds one of these from its start
+    /// until the endpoint has answered; recording the outcome does not, so a slow queue does
+    /// not keep endpoints waiting. Attempts being recorded still count toward the
+    /// `concurrency + prefetch` claims a worker holds.
     pub concurrency: usize,
-    /// Attempts in flight at once to one webhook (default 8), so one slow endpoint cannot
+    /// Requests in flight at once to one webhook (default 8), so one slow endpoint cannot
     /// take every slot.
     pub per_endpoint: usize,
     /// Deliveries claimed per query (default 64).
     pub batch: usize,
-    /// Claimed deliveries a worker may hold beyond its attempts in flight, waiting for an
+    /// Claimed deliveries a worker may hold beyond `concurrency`, waiting for an
     /// endpoint slot or for one of the [`concurrency`](Self::concurrency) permits (default
     /// 256). Claiming ahead hides the queue's round trip: a busy endpoint's next deliveries
     /// are at hand the moment it answers. Each webhook holds at most
@@ -363,16 +366,15 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// One attempt in flight. However the attempt ends — settled, panicked, or cancelled by a
-/// hard stop — dropping this frees the permit and forgets the claim, so a panic can never
-/// leave a slot taken for ever. The permit is one of the worker's `concurrency`.
+/// One attempt in flight, from its start until its outcome is recorded. However the attempt
+/// ends — settled, panicked, or cancelled by a hard stop — dropping this uncounts it and
+/// forgets the claim, so a panic can never leave a claim held for ever.
 struct InFlight {
     worker: Worker,
     webhook: WebhookId,
     delivery: DeliveryId,
     /// The attempt settled its claim: nothing is left to return at a hard stop.
     settled: bool,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl InFlight {
@@ -396,23 +398,26 @@ impl Drop for InFlight {
             if self.settled {
                 busy.claims.remove(&self.delivery);
             }
+            busy.attempts = busy.attempts.saturating_sub(1);
             busy.limited
         };
         if limited {
-            // The permit frees when this returns: a claim waiting for one can start.
+            // The worker may hold one more claim.
             self.worker.finished.notify_one();
         }
     }
 }
 
-/// A request to one endpoint in flight, counted against the endpoint's limit. The attempt
-/// drops it as soon as the endpoint has answered — recording the outcome is the queue's
-/// work, not the endpoint's — and a panic or a hard stop drops it too.
+/// A request to one endpoint in flight, counted against the endpoint's limit and holding one
+/// of the worker's `concurrency` permits. The attempt drops it as soon as the endpoint has
+/// answered — recording the outcome is the queue's work, not the endpoint's, and needs no
+/// request slot — and a panic or a hard stop drops it too.
 struct EndpointSlot {
     busy: Arc<Mutex<Busy>>,
     finished: Arc<Notify>,
     webhook: WebhookId,
     taken: std::time::Instant,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for EndpointSlot {
@@ -428,8 +433,11 @@ impl Drop for EndpointSlot {
             }
             busy.limited
         };
+        // Freed before the loop is woken, so a waiting claim finds it.
+        drop(self.permit.take());
         if limited {
-            // Some webhook was left out of the last claim for being at its limit.
+            // Some webhook was left out of the last claim for being at its limit, or a
+            // claim waits for a permit.
             self.finished.notify_one();
         }
     }
@@ -603,6 +611,9 @@ const PACES_KEPT: usize = 4096;
 #[derive(Debug, Default)]
 struct Busy {
     per_webhook: HashMap<WebhookId, usize>,
+    /// Attempts started and not yet recorded (their requests in flight, or answered and
+    /// being settled).
+    attempts: usize,
     claims: HashMap<DeliveryId, LeaseId>,
     /// The last claim left a webhook out for being at its limit: an attempt that ends
     /// must wake the loop to claim for it again.
@@ -759,10 +770,10 @@ impl Worker {
     }
 
     /// How many more deliveries the worker may claim now: its batch, within
-    /// `concurrency + prefetch` held in all (in flight and waiting).
+    /// `concurrency + prefetch` held in all (attempts not yet recorded, and waiting claims).
     fn room(&self, waiting: &Waiting) -> usize {
         let concurrency = self.options.concurrency.max(1);
-        let in_flight = concurrency.saturating_sub(self.permits.available_permits());
+        let in_flight = self.busy().attempts;
         concurrency
             .saturating_add(self.options.prefetch)
             .saturating_sub(in_flight.saturating_add(waiting.len))
@@ -924,19 +935,23 @@ impl Worker {
     /// Runs the attempt of `claim`, whose endpoint slot is taken, as a task of `tasks`.
     fn spawn_attempt(&self, claim: Claim, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>) {
         let (id, webhook) = (claim.delivery.id, claim.delivery.webhook_id);
-        self.busy().claims.insert(id, claim.lease);
+        {
+            let mut busy = self.busy();
+            busy.claims.insert(id, claim.lease);
+            busy.attempts = busy.attempts.saturating_add(1);
+        }
         let slot = EndpointSlot {
             busy: self.busy.clone(),
             finished: self.finished.clone(),
             webhook,
             taken: std::time::Instant::now(),
+            permit: Some(permit),
         };
         let in_flight = InFlight {
             worker: self.clone(),
             webhook,
             delivery: id,
             settled: false,
-            _permit: permit,
         };
         let span = tracing::info_span!(
             target: "dataops_webhooks",

@@ -1,12 +1,26 @@
-//! A queue whose first settle fails, for the tests of how backend failures are reported.
+//! A queue whose first settle fails, or waits until the test lets it through, for the tests
+//! of how backend failures are reported and of what a slow settle holds up.
+#![allow(dead_code)] // each test crate uses its own subset
 
 use dataops_webhooks::queue::{DeliveryQuery, DeliveryRecord};
 
-/// A queue whose first settle fails, over a memory queue.
+/// A queue whose first settle fails (or, when made with [`FailsFirstSettle::held`], waits for
+/// the gate to open), over a memory queue.
 #[derive(Debug, Default)]
 pub(crate) struct FailsFirstSettle {
     inner: dataops_webhooks::queue::MemoryQueue,
     failed: std::sync::atomic::AtomicBool,
+    gate: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+}
+
+impl FailsFirstSettle {
+    /// A queue whose first settle succeeds only once `gate` has a permit (it takes it).
+    pub(crate) fn held(gate: std::sync::Arc<tokio::sync::Semaphore>) -> Self {
+        Self {
+            gate: Some(gate),
+            ..Self::default()
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -31,6 +45,13 @@ impl dataops_webhooks::DeliveryQueue for FailsFirstSettle {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<dataops_webhooks::queue::FinishReport, dataops_webhooks::queue::QueueError> {
         if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            if let Some(gate) = &self.gate {
+                let _ = gate
+                    .acquire()
+                    .await
+                    .map(tokio::sync::SemaphorePermit::forget);
+                return self.inner.finish(delivery, lease, finish, now).await;
+            }
             return Err(dataops_webhooks::queue::QueueError::backend(
                 "the outbox is unreachable",
                 std::io::Error::other("connection refused"),
