@@ -794,13 +794,19 @@ async fn a_claim_passes_over_rows_another_claim_holds() {
     let expected: Vec<String> = ids[..3].iter().map(ToString::to_string).collect();
     assert_eq!(held, expected);
 
-    let request = ClaimRequest::new(Utc::now(), Duration::from_secs(600), 3);
-    let next = store.claim(&request).await.expect("claim");
+    // A claim of two chooses the two oldest, both held; made again, it passes over every
+    // held row (the third oldest too), not only the two it chose.
+    let claim = |limit| ClaimRequest::new(Utc::now(), Duration::from_secs(600), limit);
+    let next = store.claim(&claim(2)).await.expect("claim");
     let next: Vec<DeliveryId> = next.iter().map(|c| c.delivery.id).collect();
-    assert_eq!(next, ids[3..], "the three rows nobody holds, oldest first");
+    assert_eq!(next, ids[3..5], "the two oldest rows nobody holds");
 
     other.batch_execute("ROLLBACK").await.expect("release");
-    let rest = store.claim(&request).await.expect("claim");
+    let rest = store.claim(&claim(6)).await.expect("claim");
     let rest: Vec<DeliveryId> = rest.iter().map(|c| c.delivery.id).collect();
-    assert_eq!(rest, ids[..3], "the rows the other claim let go");
+    let expected_rest = [&ids[..3], &ids[5..]].concat();
+    assert_eq!(
+        rest, expected_rest,
+        "the rows the other claim let go, and the last"
+    );
 }

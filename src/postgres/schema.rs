@@ -645,6 +645,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_contended_claim_locks_its_window_as_it_reads_it() {
+        let sql = Statements::new("s");
+        assert_eq!(sql.claim.matches(WINDOW_END).count(), 1);
+        assert_eq!(
+            sql.claim_contended,
+            sql.claim.replace(
+                WINDOW_END,
+                "ORDER BY due_at LIMIT $6 FOR UPDATE SKIP LOCKED"
+            )
+        );
+    }
+
+    #[test]
     fn every_version_has_a_migration() {
         assert_eq!(MIGRATIONS.len() as i32, SCHEMA_VERSION);
         assert!(MIGRATIONS[3].contains(&format!("'{{channel}}', '{CONFIG_CHANGED}'")));
