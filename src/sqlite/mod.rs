@@ -284,17 +284,20 @@ fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
+/// A text column, borrowed from the row (no copy).
+fn text<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(index)?
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.into()))
+}
+
 /// Reads a column through `FromStr` (ids, event types, statuses).
 fn parsed<T>(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<T>
 where
     T: FromStr,
     T::Err: fmt::Display,
 {
-    let text = row
-        .get_ref(index)?
-        .as_str()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.into()))?;
-    text.parse().map_err(|e: T::Err| {
+    text(row, index)?.parse().map_err(|e: T::Err| {
         rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.to_string().into())
     })
 }

@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{from_micros, micros, parsed, Failure, SqliteStore};
+use super::{from_micros, micros, parsed, text, Failure, SqliteStore};
 use crate::error::chain;
 use crate::queue::AttemptErrorKind;
 use crate::queue::{
@@ -195,10 +194,7 @@ struct WebhookNames(HashMap<String, WebhookId>);
 
 impl WebhookNames {
     fn read(&mut self, row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<WebhookId> {
-        let text = row
-            .get_ref(index)?
-            .as_str()
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.into()))?;
+        let text = text(row, index)?;
         if let Some(webhook) = self.0.get(text) {
             return Ok(*webhook);
         }
