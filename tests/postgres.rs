@@ -744,6 +744,97 @@ async fn cached_configuration_follows_changes_made_anywhere() {
     assert_eq!(here.webhook_with_keys(&hook).await.expect("read"), None);
 }
 
+/// A schema at version 4 keeps its pending deliveries in the delivery rows; migrating moves
+/// each to the queue with its due time and lease: a delivery another worker holds stays
+/// held (its settle with that lease counts), a due one is claimable, a settled one stays out.
+#[tokio::test]
+async fn migrating_from_version_4_queues_pending_deliveries_with_their_leases() {
+    let Some(schema) = TestSchema::new("mig_queue") else {
+        return;
+    };
+    let store = schema.store().await;
+    let mut event = NewEvent::new(
+        OrgId::new("acme"),
+        "p",
+        EventType::DatasetComplete,
+        Bytes::from_static(br#"{"event":"dataset-complete"}"#),
+        Utc::now() - chrono::Duration::seconds(5),
+    );
+    let ids: Vec<DeliveryId> = (0..3).map(|_| DeliveryId::new()).collect();
+    event.deliveries = ids
+        .iter()
+        .map(|id| NewDelivery::new(*id, WebhookId::new(), "http://h/"))
+        .collect();
+    store.enqueue(event).await.expect("enqueue");
+    // Back to version 4's layout: the first delivery claimed by a worker under lease 77, the
+    // third settled.
+    let s = &schema.name;
+    schema
+        .execute(&format!(
+            "DROP TABLE {s}.queue;
+             CREATE INDEX deliveries_due ON {s}.deliveries (due_at) WHERE status = 'pending';
+             ALTER TABLE {s}.deliveries ADD CONSTRAINT deliveries_event_id_fkey
+                 FOREIGN KEY (event_id) REFERENCES {s}.events (id);
+             ALTER TABLE {s}.attempts ADD CONSTRAINT attempts_delivery_id_fkey
+                 FOREIGN KEY (delivery_id) REFERENCES {s}.deliveries (id);
+             UPDATE {s}.deliveries SET due_at = now() + interval '10 minutes', lease = 77
+                 WHERE id = '{}';
+             UPDATE {s}.deliveries SET status = 'succeeded', due_at = NULL WHERE id = '{}';
+             DELETE FROM {s}.migrations WHERE version = 5;",
+            ids[0], ids[2]
+        ))
+        .await;
+    assert_eq!(store.migrate().await.expect("migrate"), 4);
+
+    let claims = store
+        .claim(&ClaimRequest::new(Utc::now(), Duration::from_secs(600), 10))
+        .await
+        .expect("claim");
+    let claimed: Vec<DeliveryId> = claims.iter().map(|c| c.delivery.id).collect();
+    assert_eq!(claimed, [ids[1]], "only the due one");
+    let held = store
+        .get_delivery(&ids[0])
+        .await
+        .expect("read")
+        .expect("there");
+    assert!(held.next_attempt_at > Some(Utc::now() + chrono::Duration::minutes(9)));
+    let result = AttemptResult::Delivered {
+        status: http::StatusCode::OK,
+        body: String::new(),
+        duration: Duration::from_millis(1),
+    };
+    let finish = Finish::Attempted {
+        attempt: AttemptLog::of(&result, Utc::now()),
+        next: Next::Succeeded,
+    };
+    let report = store
+        .finish(
+            &ids[0],
+            dataops_webhooks::queue::LeaseId(77),
+            finish,
+            Utc::now(),
+        )
+        .await
+        .expect("finish");
+    assert!(
+        !report.lease_lost,
+        "the lease taken before the migration holds"
+    );
+    let depth = store.depth(Utc::now()).await.expect("depth");
+    assert_eq!(
+        (depth.due, depth.scheduled, depth.in_flight),
+        (0, 0, 1),
+        "only the delivery claimed after the migration is left"
+    );
+    for (id, status) in [
+        (ids[0], DeliveryStatus::Succeeded),
+        (ids[2], DeliveryStatus::Succeeded),
+    ] {
+        let record = store.get_delivery(&id).await.expect("read").expect("there");
+        assert_eq!(record.status, status);
+    }
+}
+
 /// A claim whose chosen rows are all held by another worker's claim in flight takes the
 /// next due rows instead of coming back empty (which would leave its worker idle until the
 /// next wake-up while work is due).
@@ -762,7 +853,7 @@ async fn a_claim_passes_over_rows_another_claim_holds() {
         client
             .execute(
                 &format!(
-                    "UPDATE {}.deliveries SET due_at = $2, lease = NULL WHERE id = $1",
+                    "UPDATE {}.queue SET due_at = $2, lease = NULL WHERE delivery_id = $1",
                     schema.name
                 ),
                 &[&id.to_string(), &due],
@@ -781,7 +872,7 @@ async fn a_claim_passes_over_rows_another_claim_holds() {
     let held: Vec<String> = other
         .query(
             &format!(
-                "SELECT id FROM {}.deliveries ORDER BY due_at LIMIT 3 FOR UPDATE",
+                "SELECT delivery_id FROM {}.queue ORDER BY due_at LIMIT 3 FOR UPDATE",
                 schema.name
             ),
             &[],

@@ -1,9 +1,12 @@
 //! [`PostgresStore`] (feature `postgres`): webhooks, secrets, events, deliveries and attempts
 //! in one PostgreSQL schema that any number of processes, on any number of machines, share.
 //!
-//! - **Claims** take due deliveries with `FOR UPDATE SKIP LOCKED` and move their due time to
-//!   the end of a lease: two workers never hold one delivery at once, and a crashed worker's
-//!   deliveries become claimable again when its lease ends.
+//! - **The queue**: each pending delivery has a narrow row of its own in the `queue` table
+//!   (its webhook, due time and lease), removed once the delivery is settled for good. Claims
+//!   take due rows there with `FOR UPDATE SKIP LOCKED` and move their due time to the end of
+//!   a lease: two workers never hold one delivery at once, and a crashed worker's deliveries
+//!   become claimable again when its lease ends. A claim only reads the delivery and its
+//!   event, and a settle's update of the delivery changes no indexed column.
 //! - **Settles** that arrive while another is running share the next statement and commit,
 //!   so a busy worker pays one round trip for many attempts; one the database refuses is
 //!   retried on its own and holds back none of the others.

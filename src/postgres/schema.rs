@@ -5,7 +5,7 @@ use super::PostgresError;
 use crate::webhook::validate::reserved_header_sql;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The payload of the notice a configuration change sends (see `cache`).
 pub(super) const CONFIG_CHANGED: &str = "config";
@@ -13,7 +13,7 @@ pub(super) const CONFIG_CHANGED: &str = "config";
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`. `{s}` is the
 /// schema, `{channel}` the `NOTIFY` channel, `{reserved}` the condition that a header name
 /// `h.key` is reserved.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     r#"
 CREATE TABLE {s}.webhooks (
     id      text PRIMARY KEY,
@@ -171,6 +171,91 @@ DROP TRIGGER IF EXISTS signing_keys_changed ON {s}.signing_keys;
 CREATE TRIGGER signing_keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON {s}.signing_keys FOR EACH STATEMENT EXECUTE FUNCTION {s}.config_changed();
 "#,
+    r#"
+-- Pending deliveries get a narrow table of their own, the queue: a row per pending delivery
+-- (none once it is settled for good). A claim rewrites that short row and its two index
+-- entries, not the delivery with its four; a settle's update of the delivery changes no
+-- indexed column, so it can stay on its page (a HOT update) when the page has room, which
+-- the fill factor keeps. Written so that it can run again on a schema that has it.
+CREATE TABLE IF NOT EXISTS {s}.queue (
+    delivery_id text PRIMARY KEY,
+    webhook_id  text NOT NULL,
+    due_at      timestamptz NOT NULL,  -- next attempt, or the end of the lease while claimed
+    lease       bigint
+) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000);
+CREATE INDEX IF NOT EXISTS queue_due ON {s}.queue (due_at);
+INSERT INTO {s}.queue (delivery_id, webhook_id, due_at, lease)
+    SELECT id, webhook_id, coalesce(due_at, updated_at), lease FROM {s}.deliveries
+    WHERE status = 'pending'
+    ON CONFLICT (delivery_id) DO NOTHING;
+DROP INDEX IF EXISTS {s}.deliveries_due;
+ALTER TABLE {s}.deliveries SET (fillfactor = 80);
+-- Every statement that writes an attempt or a delivery holds the row it refers to (the
+-- delivery locked, the event written in the same statement); the foreign keys only checked
+-- that again, one query per row.
+ALTER TABLE {s}.attempts DROP CONSTRAINT IF EXISTS attempts_delivery_id_fkey;
+ALTER TABLE {s}.deliveries DROP CONSTRAINT IF EXISTS deliveries_event_id_fkey;
+
+CREATE OR REPLACE FUNCTION {s}.finish(
+    p_id text, p_lease bigint, p_now timestamptz, p_attempted boolean,
+    p_attempted_at timestamptz, p_status integer, p_duration_us bigint, p_response text,
+    p_error_kind text, p_error text,
+    p_next_status text, p_due timestamptz, p_next_error text,
+    OUT o_found boolean, OUT o_held boolean, OUT o_failing_since timestamptz,
+    OUT o_recovered boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_webhook text;
+    v_status text;
+    v_lease bigint;
+BEGIN
+    o_recovered := false;
+    SELECT d.webhook_id, d.status INTO v_webhook, v_status
+        FROM {s}.deliveries d WHERE d.id = p_id FOR UPDATE;
+    o_found := FOUND;
+    IF NOT o_found THEN
+        o_held := false;
+        RETURN;
+    END IF;
+    SELECT q.lease INTO v_lease FROM {s}.queue q WHERE q.delivery_id = p_id FOR UPDATE;
+    o_held := FOUND AND v_lease IS NOT DISTINCT FROM p_lease AND v_status = 'pending';
+    IF p_attempted THEN
+        INSERT INTO {s}.attempts
+            (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
+            VALUES (p_id, p_attempted_at, p_status, p_duration_us, p_response, p_error_kind,
+                    p_error);
+        IF p_error_kind IS NULL THEN
+            DELETE FROM {s}.endpoint_health h WHERE h.webhook_id = v_webhook;
+            o_recovered := FOUND;
+        ELSE
+            INSERT INTO {s}.endpoint_health AS h (webhook_id, failing_since)
+                VALUES (v_webhook, p_now) ON CONFLICT (webhook_id) DO NOTHING;
+            SELECT h.failing_since INTO o_failing_since
+                FROM {s}.endpoint_health h WHERE h.webhook_id = v_webhook;
+        END IF;
+    END IF;
+    IF o_held THEN
+        IF p_next_status = 'pending' THEN
+            UPDATE {s}.queue SET due_at = p_due, lease = NULL WHERE delivery_id = p_id;
+        ELSE
+            DELETE FROM {s}.queue WHERE delivery_id = p_id;
+        END IF;
+        UPDATE {s}.deliveries SET status = p_next_status, due_at = p_due, lease = NULL,
+            attempts = attempts + p_attempted::integer,
+            last_error = CASE WHEN p_next_error IS NOT NULL OR p_next_status = 'succeeded'
+                              THEN p_next_error
+                              WHEN p_attempted THEN p_error
+                              ELSE last_error END,
+            updated_at = p_now
+        WHERE id = p_id;
+    ELSIF p_attempted THEN
+        -- Someone else holds it now: count the attempt, leave the state to them.
+        UPDATE {s}.deliveries SET attempts = attempts + 1, last_error = p_error,
+            updated_at = p_now
+        WHERE id = p_id;
+    END IF;
+END $$;
+"#,
 ];
 
 /// Refuses schema names that would need quoting (or could inject SQL).
@@ -313,13 +398,24 @@ pub(super) struct Statements {
     pub(super) subscribers: String,
 }
 
-/// The columns of a `DeliveryRecord`, in the order `queue::record` reads them.
+/// The columns of a `DeliveryRecord`, in the order `queue::record` reads them, from `d` (the
+/// delivery), `e` (its event) and `q` (its queue row, if it is pending: the due time there
+/// is the current one, the end of the lease while claimed).
 const RECORD: &str = "d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url, d.status, \
-     d.attempts, d.due_at, d.last_error, d.created_at, d.updated_at";
+     d.attempts, coalesce(q.due_at, d.due_at), d.last_error, d.created_at, d.updated_at";
+
+/// The tables a `RECORD` reads, by their letters.
+const RECORD_FROM: &str = "{s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
+                LEFT JOIN {s}.queue q ON q.delivery_id = d.id";
 
 impl Statements {
     pub(super) fn new(schema: &str) -> Self {
-        let r = |sql: &str| render(&sql.replace("{RECORD}", RECORD), schema);
+        let r = |sql: &str| {
+            let sql = sql
+                .replace("{RECORD}", RECORD)
+                .replace("{RECORD_FROM}", RECORD_FROM);
+            render(&sql, schema)
+        };
         let mut statements = Self {
             enqueue: r("WITH ev AS (
                     INSERT INTO {s}.events
@@ -333,7 +429,10 @@ impl Statements {
                         (id, event_id, webhook_id, url, status, due_at, created_at, updated_at)
                     SELECT d.id, ev.id, d.webhook_id, d.url, 'pending', $7, $7, $7
                     FROM ev, unnest($8::text[], $9::text[], $10::text[]) AS d(id, webhook_id, url)
-                    RETURNING 1)
+                    RETURNING id, webhook_id, due_at),
+                queued AS (
+                    INSERT INTO {s}.queue (delivery_id, webhook_id, due_at)
+                    SELECT id, webhook_id, due_at FROM ins)
                 SELECT (SELECT count(*) FROM ev) AS recorded"),
             // A group of events without idempotency keys, their deliveries (`$8` names each
             // one's event) and the wake-up, in one statement.
@@ -353,27 +452,29 @@ impl Statements {
                     FROM unnest($7::text[], $8::text[], $9::text[], $10::text[])
                         AS d(id, event_id, webhook_id, url)
                     JOIN ev ON ev.id = d.event_id
-                    RETURNING 1)
+                    RETURNING id, webhook_id, due_at),
+                queued AS (
+                    INSERT INTO {s}.queue (delivery_id, webhook_id, due_at)
+                    SELECT id, webhook_id, due_at FROM ins)
                 SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM ins),
                        pg_notify('{channel}', '')"),
             notify: r("SELECT pg_notify('{channel}', '')"),
             duplicate_event: r("SELECT id FROM {s}.events WHERE org = $1 AND idempotency_key = $2"),
             existing_delivery: r("SELECT id FROM {s}.deliveries WHERE id = ANY($1) LIMIT 1"),
-            deliveries_of_event: r("SELECT {RECORD}
-                FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
+            deliveries_of_event: r("SELECT {RECORD} FROM {RECORD_FROM}
                 WHERE d.event_id = $1 ORDER BY d.id"),
             // The first `$6` due deliveries of the webhooks not skipped (`$2`; the request's
             // window), of which each webhook gives at most its room: `$9` minus what the
-            // caller has busy (`$7`/`$8`); at most `$3` in all. Only the chosen rows are
+            // caller has busy (`$7`/`$8`); at most `$3` in all. Only the chosen queue rows are
             // locked, skipping any another worker is claiming right now; a row claimed since
-            // the window was read is checked again when locked and is no longer due. A claim
-            // that took nothing returns one row of NULLs with the ids it had chosen: when
-            // there are any, another worker's claim in flight had locked them all, and a
-            // claim made again leaving them out (`$10`) takes the next ones in line.
+            // the window was read is checked again when locked and is no longer due. The
+            // delivery and its event are only read. A claim that took nothing returns one
+            // row of NULLs with the ids it had chosen: when there are any, another worker's
+            // claim in flight had locked them all, and a claim made again leaving them out
+            // (`$10`) takes the next ones in line.
             claim: r("WITH candidates AS (
-                    SELECT id, webhook_id, due_at FROM {s}.deliveries
-                    WHERE status = 'pending' AND due_at <= $1 AND webhook_id <> ALL($2)
-                      AND id <> ALL($10)
+                    SELECT delivery_id AS id, webhook_id, due_at FROM {s}.queue
+                    WHERE due_at <= $1 AND webhook_id <> ALL($2) AND delivery_id <> ALL($10)
                     ORDER BY due_at LIMIT $6),
                 ranked AS (
                     SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id
@@ -386,17 +487,18 @@ impl Statements {
                     WHERE $9::bigint IS NULL OR r.n + coalesce(b.busy, 0) <= $9
                     ORDER BY r.due_at, r.id LIMIT $3),
                 due AS (
-                    SELECT l.id, l.due_at AS was_due FROM {s}.deliveries l
-                    WHERE l.id IN (SELECT id FROM chosen)
-                      AND l.status = 'pending' AND l.due_at <= $1
+                    SELECT l.delivery_id AS id, l.due_at AS was_due FROM {s}.queue l
+                    WHERE l.delivery_id IN (SELECT id FROM chosen) AND l.due_at <= $1
                     FOR UPDATE SKIP LOCKED),
-                d AS (
-                    UPDATE {s}.deliveries u SET due_at = $4, lease = $5
-                    FROM due WHERE u.id = due.id
-                    RETURNING u.*)
-                SELECT {RECORD}, e.payload, CASE WHEN d.id IS NULL THEN w.ids END
+                q AS (
+                    UPDATE {s}.queue u SET due_at = $4, lease = $5
+                    FROM due WHERE u.delivery_id = due.id
+                    RETURNING u.delivery_id, u.due_at)
+                SELECT {RECORD}, e.payload, CASE WHEN q.delivery_id IS NULL THEN w.ids END
                 FROM (SELECT array_agg(id) AS ids FROM chosen) w
-                LEFT JOIN (d JOIN due ON due.id = d.id JOIN {s}.events e ON e.id = d.event_id)
+                LEFT JOIN (q JOIN due ON due.id = q.delivery_id
+                           JOIN {s}.deliveries d ON d.id = q.delivery_id
+                           JOIN {s}.events e ON e.id = d.event_id)
                     ON true
                 ORDER BY due.was_due, d.id"),
             // Settles, one transaction: in webhook then delivery order, so that concurrent
@@ -432,15 +534,28 @@ impl Statements {
                                              duration_us, response, error_kind, error,
                                              next_status, due, next_error, ordinal)),
                 cur AS MATERIALIZED (
-                    SELECT d.id, d.webhook_id, d.lease, d.status
+                    SELECT d.id, d.webhook_id, d.status
                     FROM t JOIN {s}.deliveries d ON d.id = t.id
                     ORDER BY d.webhook_id, d.id
                     FOR UPDATE OF d),
+                leases AS MATERIALIZED (
+                    SELECT q.delivery_id, q.lease
+                    FROM cur c JOIN {s}.queue q ON q.delivery_id = c.id
+                    ORDER BY c.webhook_id, c.id
+                    FOR UPDATE OF q),
                 j AS MATERIALIZED (
                     SELECT t.*, c.webhook_id, c.id IS NOT NULL AS found,
-                           coalesce(c.lease IS NOT DISTINCT FROM t.lease
+                           coalesce(l.delivery_id IS NOT NULL
+                                    AND l.lease IS NOT DISTINCT FROM t.lease
                                     AND c.status = 'pending', false) AS held
-                    FROM t LEFT JOIN cur c ON c.id = t.id),
+                    FROM t LEFT JOIN cur c ON c.id = t.id
+                    LEFT JOIN leases l ON l.delivery_id = t.id),
+                requeued AS (
+                    UPDATE {s}.queue q SET due_at = j.due, lease = NULL
+                    FROM j WHERE q.delivery_id = j.id AND j.held AND j.next_status = 'pending'),
+                dequeued AS (
+                    DELETE FROM {s}.queue q USING j
+                    WHERE q.delivery_id = j.id AND j.held AND j.next_status <> 'pending'),
                 att AS (
                     INSERT INTO {s}.attempts
                         (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
@@ -487,11 +602,8 @@ impl Statements {
                 LEFT JOIN {s}.endpoint_health h ON h.webhook_id = j.webhook_id
                 LEFT JOIN healed hd ON hd.webhook_id = j.webhook_id
                 ORDER BY j.ordinal"),
-            get_delivery: r("SELECT {RECORD}
-                FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
-                WHERE d.id = $1"),
-            list_deliveries: r("SELECT {RECORD}
-                FROM {s}.deliveries d JOIN {s}.events e ON e.id = d.event_id
+            get_delivery: r("SELECT {RECORD} FROM {RECORD_FROM} WHERE d.id = $1"),
+            list_deliveries: r("SELECT {RECORD} FROM {RECORD_FROM}
                 WHERE d.webhook_id = $1 AND ($2::text IS NULL OR d.id < $2)
                   AND ($3::text IS NULL OR d.status = $3)
                   AND ($4::timestamptz IS NULL OR d.created_at >= $4)
@@ -501,10 +613,15 @@ impl Statements {
                 "SELECT attempted_at, status, duration_us, response, error_kind, error
                 FROM {s}.attempts WHERE delivery_id = $1 ORDER BY id",
             ),
+            // The delivery's row is locked before its queue row, as a settle locks them.
             redeliver: r("WITH u AS (
                     UPDATE {s}.deliveries SET status = 'pending', due_at = $2, lease = NULL,
                         updated_at = $2
-                    WHERE id = $1 RETURNING 1)
+                    WHERE id = $1 RETURNING id, webhook_id),
+                queued AS (
+                    INSERT INTO {s}.queue (delivery_id, webhook_id, due_at)
+                    SELECT id, webhook_id, $2 FROM u
+                    ON CONFLICT (delivery_id) DO UPDATE SET due_at = $2, lease = NULL)
                 SELECT count(*), pg_notify('{channel}', '') FROM u"),
             // Per webhook: counts by status and the oldest pending delivery, and the window's
             // attempts with nearest-rank percentiles; then one row (webhook NULL) with the
@@ -541,7 +658,7 @@ impl Statements {
                     count(*) FILTER (WHERE due_at > $1 AND lease IS NULL),
                     count(*) FILTER (WHERE due_at > $1 AND lease IS NOT NULL),
                     min(due_at) FILTER (WHERE due_at <= $1)
-                FROM {s}.deliveries WHERE status = 'pending'"),
+                FROM {s}.queue"),
             // A test send: its event, its deliveries settled with one attempt each.
             record_test: r("WITH ev AS (
                     INSERT INTO {s}.events
