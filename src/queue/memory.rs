@@ -390,10 +390,12 @@ impl DeliveryQueue for MemoryQueue {
         let mut s = self.lock();
         let due = s.due_for(request);
         let until = request.lease_until();
+        // One lease per claim, as the database backends take: it tells this claim from any
+        // other of the same delivery, which is all a settle checks.
+        let lease = LeaseId::random();
         let mut claims = Vec::with_capacity(due.len());
         for id in due {
             s.set_due(id, Some(until));
-            let lease = LeaseId::random();
             let Some(row) = s.deliveries.get_mut(&id) else {
                 continue;
             };
