@@ -176,8 +176,10 @@ CREATE TRIGGER signing_keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
 -- (none once it is settled for good). A claim rewrites that short row and its two index
 -- entries, not the delivery with its four; a settle's update of the delivery changes no
 -- indexed column, so it can stay on its page (a HOT update) when the page has room: new
--- pages of deliveries are filled half, leaving room for each row's settle. Written so that
--- it can run again on a schema that has it.
+-- pages of deliveries are filled half, leaving room for each row's settle. From here on the
+-- delivery's own `due_at` holds the next attempt as of its last settle, and its `lease` is
+-- not written. Processes of an earlier version claim from the deliveries table and emit
+-- without queue rows: stop them before this runs. Written so that it can run again on a schema that has it.
 CREATE TABLE IF NOT EXISTS {s}.queue (
     delivery_id text PRIMARY KEY,
     webhook_id  text NOT NULL,
