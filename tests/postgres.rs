@@ -744,6 +744,46 @@ async fn cached_configuration_follows_changes_made_anywhere() {
     assert_eq!(here.webhook_with_keys(&hook).await.expect("read"), None);
 }
 
+/// The pool hands out the connection used last: after a burst opened four, statements made
+/// one at a time keep to one server process (handed out in turn, a steady load would spread
+/// over every process, each with cold caches and buffers grown to its largest statement).
+#[tokio::test]
+async fn a_steady_load_keeps_to_the_connection_used_last() {
+    let Some(schema) = TestSchema::new("lifo") else {
+        return;
+    };
+    let store = schema.store().await;
+    let pool = store.pool();
+    async fn pid(client: &deadpool_postgres::Object) -> i32 {
+        client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pid")
+            .get(0)
+    }
+    let mut burst = Vec::new();
+    for _ in 0..4 {
+        burst.push(pool.get().await.expect("connection"));
+    }
+    let mut opened = Vec::new();
+    for client in &burst {
+        opened.push(pid(client).await);
+    }
+    opened.sort_unstable();
+    opened.dedup();
+    assert_eq!(opened.len(), 4, "the burst had four connections");
+    drop(burst);
+    let mut steady = Vec::new();
+    for _ in 0..8 {
+        let client = pool.get().await.expect("connection");
+        steady.push(pid(&client).await);
+    }
+    assert!(
+        steady.iter().all(|p| *p == steady[0]),
+        "one connection carried them all: {steady:?}"
+    );
+}
+
 /// A schema at version 4 keeps its pending deliveries in the delivery rows; migrating moves
 /// each to the queue with its due time and lease: a delivery another worker holds stays
 /// held (its settle with that lease counts), a due one is claimable, a settled one stays out.

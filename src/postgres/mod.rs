@@ -61,7 +61,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
@@ -95,8 +95,9 @@ pub struct PostgresOptions {
     /// The schema of the crate's tables: lower-case letters, digits and `_`, starting with a
     /// letter or `_`, at most 48 characters (default [`DEFAULT_SCHEMA`]).
     pub schema: String,
-    /// Pooled connections per store (default 16). Each process also holds one more, for
-    /// `LISTEN`, once a worker starts.
+    /// Pooled connections per store, at most (default 16). The connection used last is
+    /// handed out first, so a steady load keeps to a few and the rest serve bursts. Each
+    /// process also holds one more, for `LISTEN`, once a worker starts.
     pub pool_size: usize,
     /// How long to wait for a connection, from the server or the pool (default 5 s).
     pub connect_timeout: Duration,
@@ -229,8 +230,13 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // The connection used last is handed out first: a few connections carry the steady
+        // load with their server processes' caches warm, and the rest serve bursts (handed
+        // out in turn, the load spread over every server process, and each kept its
+        // buffers grown to the largest statement it had carried).
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
+            .queue_mode(QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(options.connect_timeout))
             .create_timeout(Some(options.connect_timeout))
