@@ -660,6 +660,41 @@ async fn description(store: &PostgresStore, hook: &WebhookId) -> Option<String> 
     webhook.description
 }
 
+/// The statement that sets `hook`'s description to `text` in SQL.
+fn set_description(schema: &TestSchema, text: &str) -> String {
+    format!(
+        "UPDATE {}.webhooks SET record = jsonb_set(record, '{{description}}', '\"{text}\"')",
+        schema.name
+    )
+}
+
+/// Waits until `store` caches what it reads: once it listens, a change that does not notify
+/// (its trigger switched off) is not seen. Until then every read goes to the database.
+async fn until_cached(schema: &TestSchema, store: &PostgresStore, hook: &WebhookId) {
+    let table = format!("{}.webhooks", schema.name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut round = 0;
+    loop {
+        round += 1;
+        let seen = description(store, hook).await;
+        schema
+            .execute(&format!(
+                "ALTER TABLE {table} DISABLE TRIGGER webhooks_changed; {}; \
+                 ALTER TABLE {table} ENABLE TRIGGER webhooks_changed;",
+                set_description(schema, &format!("silent {round}"))
+            ))
+            .await;
+        if description(store, hook).await == seen {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was ever cached"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_configuration_follows_changes_made_anywhere() {
     let Some(schema) = TestSchema::new("cache") else {
@@ -668,34 +703,7 @@ async fn cached_configuration_follows_changes_made_anywhere() {
     let here = schema.store().await;
     let there = dispatcher(&schema.store().await);
     let hook = webhook(&there, "http://127.0.0.1:9/hook".into()).await;
-    let table = format!("{}.webhooks", schema.name);
-    let set = |text: &str| {
-        format!("UPDATE {table} SET record = jsonb_set(record, '{{description}}', '\"{text}\"')")
-    };
-
-    // Once `here` listens, what it read is cached: a change that does not notify (its trigger
-    // switched off) is not seen. Until then every read goes to the database.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut round = 0;
-    loop {
-        round += 1;
-        let seen = description(&here, &hook).await;
-        schema
-            .execute(&format!(
-                "ALTER TABLE {table} DISABLE TRIGGER webhooks_changed; {}; \
-                 ALTER TABLE {table} ENABLE TRIGGER webhooks_changed;",
-                set(&format!("silent {round}"))
-            ))
-            .await;
-        if description(&here, &hook).await == seen {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing was ever cached"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_cached(&schema, &here, &hook).await;
 
     // Changes that notify are seen: another process's, through the API and directly in SQL.
     let eventually = |want: Option<String>| {
@@ -717,7 +725,9 @@ async fn cached_configuration_follows_changes_made_anywhere() {
         .await
         .expect("update");
     eventually(Some("from there".into())).await;
-    schema.execute(&set("by an operator")).await;
+    schema
+        .execute(&set_description(&schema, "by an operator"))
+        .await;
     eventually(Some("by an operator".into())).await;
 
     // Subscribers (read by every emit) too: deactivated elsewhere, the webhook stops receiving.
@@ -742,6 +752,75 @@ async fn cached_configuration_follows_changes_made_anywhere() {
     // A change made through the same store is seen at once.
     here.delete_webhook(&hook).await.expect("delete");
     assert_eq!(here.webhook_with_keys(&hook).await.expect("read"), None);
+}
+
+/// Lookups that miss the cached copy together wait for the first one's read: right after a
+/// change dropped the copy, a burst of lookups of one webhook and of one project's
+/// subscribers sends one read of each to the database (each caller taking a connection of
+/// its own for the same row would open up to the whole pool at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_that_miss_together_read_the_database_once() {
+    let Some(schema) = TestSchema::new("fill") else {
+        return;
+    };
+    let store = schema.store().await;
+    let d = dispatcher(&store);
+    let hook = webhook(&d, "http://127.0.0.1:9/hook".into()).await;
+    until_cached(&schema, &store, &hook).await;
+    // A change through the store drops the copy at once.
+    d.webhooks()
+        .update(
+            &hook,
+            WebhookUpdate::new().description(Some("fresh".into())),
+        )
+        .await
+        .expect("update");
+
+    // While another transaction holds the webhooks table, each read of it waits on a lock,
+    // where it can be counted.
+    let locker = schema.connect().await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {}.webhooks IN ACCESS EXCLUSIVE MODE",
+            schema.name
+        ))
+        .await
+        .expect("lock");
+    let mut webhooks = Vec::new();
+    let mut subscribers = Vec::new();
+    for _ in 0..8 {
+        let s = store.clone();
+        webhooks.push(tokio::spawn(
+            async move { s.webhook_with_keys(&hook).await },
+        ));
+        let s = store.clone();
+        subscribers.push(tokio::spawn(async move {
+            s.subscribers(&OrgId::default(), "p", EventType::DatasetComplete)
+                .await
+        }));
+    }
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND query LIKE '%{}.webhooks%'",
+        schema.name
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while schema.number(&waiting).await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no read waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Time for any other read to arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(schema.number(&waiting).await, 2, "one read per key");
+    locker.batch_execute("COMMIT").await.expect("unlock");
+
+    for lookup in webhooks {
+        let (webhook, _) = lookup.await.expect("task").expect("read").expect("there");
+        assert_eq!(webhook.description.as_deref(), Some("fresh"));
+    }
+    for lookup in subscribers {
+        assert_eq!(lookup.await.expect("task").expect("subscribers").len(), 1);
+    }
 }
 
 /// The pool hands out the connection used last: after a burst opened four, statements made

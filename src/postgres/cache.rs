@@ -11,14 +11,26 @@
 //!
 //! A read that started before a drop must not put what it read back: each read takes the
 //! copy's generation first, and its result is kept only if no drop happened meanwhile.
+//!
+//! Misses of one key are filled one at a time: callers that miss together (the first emits
+//! of a busy process, or every emit right after a drop) wait for the first one's read and
+//! then find its result, instead of each taking a connection of its own for the same row.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
+
+use tokio::sync::MutexGuard;
 
 use crate::webhook::{OrgId, SigningKeys, Webhook, WebhookId};
 
 /// At most this many entries of each kind; past it the copy starts over.
 const MAX_ENTRIES: usize = 10_000;
+
+/// Locks that misses of each kind take while they read, shared by key hash: a miss waits for
+/// another key's read only when their hashes collide.
+const FILL_LOCKS: usize = 16;
 
 /// A webhook and, when it signs with them, its organization's keys.
 pub(super) type WithKeys = (Webhook, Option<SigningKeys>);
@@ -26,6 +38,10 @@ pub(super) type WithKeys = (Webhook, Option<SigningKeys>);
 #[derive(Debug, Default)]
 pub(super) struct ConfigCache {
     state: Mutex<State>,
+    /// Held by the miss of a webhook reading it.
+    webhook_fills: [tokio::sync::Mutex<()>; FILL_LOCKS],
+    /// Held by the miss of a project's subscribers reading them.
+    subscriber_fills: [tokio::sync::Mutex<()>; FILL_LOCKS],
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +86,38 @@ impl ConfigCache {
     pub(super) fn ticket(&self) -> Ticket {
         let state = self.state();
         Ticket(state.live.then_some(state.generation))
+    }
+
+    /// Waits for the other misses of `key` (by hash) to finish their reads, while changes
+    /// are heard; the caller looks in the copy again, and reads the database only if it is
+    /// still not there. `None` (no waiting) while nothing is cached.
+    async fn fill<'a>(
+        &self,
+        locks: &'a [tokio::sync::Mutex<()>; FILL_LOCKS],
+        key: impl Hash,
+    ) -> Option<MutexGuard<'a, ()>> {
+        if !self.state().live {
+            return None;
+        }
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        // The remainder is below FILL_LOCKS, so it fits a usize.
+        let slot = usize::try_from(hasher.finish() % FILL_LOCKS as u64).unwrap_or(0);
+        Some(locks[slot].lock().await)
+    }
+
+    /// Waits for the other misses of webhook `id` (see [`fill`](Self::fill)).
+    pub(super) async fn fill_webhook(&self, id: &WebhookId) -> Option<MutexGuard<'_, ()>> {
+        self.fill(&self.webhook_fills, id).await
+    }
+
+    /// Waits for the other misses of `org`'s subscribers in `project`.
+    pub(super) async fn fill_subscribers(
+        &self,
+        org: &OrgId,
+        project: &str,
+    ) -> Option<MutexGuard<'_, ()>> {
+        self.fill(&self.subscriber_fills, (org, project)).await
     }
 
     /// The cached webhook (`Some(None)`: known not to exist).

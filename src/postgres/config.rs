@@ -62,6 +62,27 @@ impl PostgresStore {
         .await
     }
 
+    /// The active webhooks of `org` for `project` from the database (or from the copy, when
+    /// another miss read them meanwhile), kept in the copy.
+    async fn read_subscribers(
+        &self,
+        org: &OrgId,
+        project: &str,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        let cache = self.config_cache();
+        let _filling = cache.fill_subscribers(org, project).await;
+        if let Some(active) = cache.subscribers(org, project) {
+            return Ok(active);
+        }
+        let ticket = cache.ticket();
+        let rows = self
+            .config_rows(&self.inner.sql.subscribers, &[&org.to_string(), &project])
+            .await?;
+        let active = self.webhooks(&rows)?;
+        cache.put_subscribers(ticket, org, project, active.clone());
+        Ok(active)
+    }
+
     fn webhooks(&self, rows: &[Row]) -> Result<Vec<Webhook>, StoreError> {
         rows.iter()
             .map(|row| {
@@ -97,6 +118,10 @@ impl ConfigStore for PostgresStore {
         id: &WebhookId,
     ) -> Result<Option<(Webhook, Option<SigningKeys>)>, StoreError> {
         let cache = self.config_cache();
+        if let Some(found) = cache.webhook(id) {
+            return Ok(found);
+        }
+        let _filling = cache.fill_webhook(id).await;
         if let Some(found) = cache.webhook(id) {
             return Ok(found);
         }
@@ -221,18 +246,9 @@ impl ConfigStore for PostgresStore {
         project: &str,
         event_type: EventType,
     ) -> Result<Vec<Webhook>, StoreError> {
-        let cache = self.config_cache();
-        let active = match cache.subscribers(org, project) {
+        let active = match self.config_cache().subscribers(org, project) {
             Some(active) => active,
-            None => {
-                let ticket = cache.ticket();
-                let rows = self
-                    .config_rows(&self.inner.sql.subscribers, &[&org.to_string(), &project])
-                    .await?;
-                let active = self.webhooks(&rows)?;
-                cache.put_subscribers(ticket, org, project, active.clone());
-                active
-            }
+            None => self.read_subscribers(org, project).await?,
         };
         Ok(active
             .into_iter()
