@@ -248,3 +248,97 @@ async fn writes_arriving_together_commit_together_and_one_refusal_holds_back_non
     };
     assert_eq!((count("events"), count("deliveries")), (11, 11));
 }
+
+/// The configuration every emit and attempt reads is kept in the process while the file's
+/// configuration counter holds: a change made anywhere — another store on the file (another
+/// process), or SQL run by hand — is seen by the next lookup, with no waiting; a change that
+/// leaves the counter alone (its trigger dropped) is not seen until the counter moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_configuration_follows_changes_made_anywhere() {
+    use dataops_webhooks::webhook::{OrgId, WebhookUpdate};
+    use dataops_webhooks::{ConfigStore, EventType};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.db");
+    let here = SqliteStore::open(&path).await.expect("open");
+    let there = WebhookDispatcher::builder()
+        .backend(Arc::new(
+            SqliteStore::open(&path).await.expect("open again"),
+        ))
+        .build()
+        .expect("dispatcher");
+    let org = OrgId::default();
+    there
+        .webhooks()
+        .create_org_secret(&org)
+        .await
+        .expect("secret");
+    let hook = there
+        .webhooks()
+        .create(NewWebhook::new(
+            Scope::Project("p".into()),
+            "https://hooks.example.com/in",
+        ))
+        .await
+        .expect("create")
+        .id;
+    let description = || async {
+        let (webhook, keys) = here
+            .webhook_with_keys(&hook)
+            .await
+            .expect("read")
+            .expect("there");
+        (webhook.description, keys.expect("org keys").current)
+    };
+    let subscribed = || async {
+        here.subscribers(&org, "p", EventType::DatasetComplete)
+            .await
+            .expect("subscribers")
+            .len()
+    };
+    let (_, first_key) = description().await;
+    assert_eq!(subscribed().await, 1);
+
+    // Another store's changes, through the API.
+    there
+        .webhooks()
+        .update(
+            &hook,
+            WebhookUpdate::new().description(Some("from there".into())),
+        )
+        .await
+        .expect("update");
+    assert_eq!(description().await.0.as_deref(), Some("from there"));
+    there
+        .webhooks()
+        .rotate_org_secret(&org, Duration::ZERO)
+        .await
+        .expect("rotate");
+    assert_ne!(description().await.1, first_key, "the rotation is seen");
+    there
+        .webhooks()
+        .deactivate(&hook)
+        .await
+        .expect("deactivate");
+    assert_eq!(subscribed().await, 0, "the deactivation is seen");
+
+    // SQL run by hand.
+    let sql = rusqlite::Connection::open(&path).expect("open by hand");
+    sql.execute(
+        "UPDATE webhooks SET record = json_set(record, '$.description', 'by hand')",
+        [],
+    )
+    .expect("update by hand");
+    assert_eq!(description().await.0.as_deref(), Some("by hand"));
+
+    // With the trigger gone, a change does not move the counter: the copy is still used.
+    sql.execute_batch(
+        "DROP TRIGGER webhooks_updated;
+         UPDATE webhooks SET record = json_set(record, '$.description', 'silent');",
+    )
+    .expect("silent update");
+    assert_eq!(description().await.0.as_deref(), Some("by hand"), "cached");
+    sql.execute("UPDATE config_version SET version = version + 1", [])
+        .expect("bump");
+    assert_eq!(description().await.0.as_deref(), Some("silent"));
+}

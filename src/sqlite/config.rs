@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
+use super::cache::ConfigCache;
 use super::{Failure, SqliteStore};
 use crate::error::chain;
 use crate::store::{ConfigStore, Page, ScopeFilter, StoreError, WebhookQuery};
@@ -174,9 +175,14 @@ impl ConfigStore for SqliteStore {
         &self,
         id: &WebhookId,
     ) -> Result<Option<(Webhook, Option<SigningKeys>)>, StoreError> {
-        let id = id.to_string();
+        let (key, id) = (*id, id.to_string());
+        let cache = self.config.clone();
         Ok(self
             .lookup(move |conn| {
+                let version = ConfigCache::version(conn)?;
+                if let Some(found) = cache.webhook(version, &key) {
+                    return Ok(found);
+                }
                 let found: Option<(String, Option<String>)> = conn
                     .prepare_cached(
                         "SELECT w.record, k.record FROM webhooks w
@@ -185,15 +191,19 @@ impl ConfigStore for SqliteStore {
                     )?
                     .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                let Some((webhook, keys)) = found else {
-                    return Ok(None);
+                let found = match found {
+                    None => None,
+                    Some((webhook, keys)) => {
+                        let webhook = read(&webhook)?;
+                        let keys = match (&webhook.secret, keys) {
+                            (None, Some(keys)) => Some(serde_json::from_str(&keys)?),
+                            _ => None,
+                        };
+                        Some((webhook, keys))
+                    }
                 };
-                let webhook = read(&webhook)?;
-                let keys = match (&webhook.secret, keys) {
-                    (None, Some(keys)) => Some(serde_json::from_str(&keys)?),
-                    _ => None,
-                };
-                Ok(Some((webhook, keys)))
+                cache.put_webhook(version, key, found.clone());
+                Ok(found)
             })
             .await?)
     }
@@ -204,16 +214,21 @@ impl ConfigStore for SqliteStore {
         project: &str,
         event_type: EventType,
     ) -> Result<Vec<Webhook>, StoreError> {
-        let (org, project) = (org.to_string(), project.to_owned());
-        Ok(self
+        let (key, org, owned) = (org.clone(), org.to_string(), project.to_owned());
+        let cache = self.config.clone();
+        let active = self
             .lookup(move |conn| {
+                let version = ConfigCache::version(conn)?;
+                if let Some(active) = cache.subscribers(version, &key, &owned) {
+                    return Ok(active);
+                }
                 // Sorted here: with `ORDER BY`, SQLite would recompile the statement at each
                 // call (its plan depends on the bound organization).
                 let mut statement = conn.prepare_cached(
                     "SELECT id, record FROM webhooks
                      WHERE org = ?1 AND active AND (project = ?2 OR project IS NULL)",
                 )?;
-                let rows = statement.query_map(params![org, project], |r| {
+                let rows = statement.query_map(params![org, owned], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
                 })?;
                 let mut found = Vec::new();
@@ -222,15 +237,17 @@ impl ConfigStore for SqliteStore {
                     found.push((id, record));
                 }
                 found.sort_unstable();
-                let mut webhooks = Vec::with_capacity(found.len());
-                for (_, record) in found {
-                    let webhook = read(&record)?;
-                    if webhook.receives(&project, event_type) {
-                        webhooks.push(webhook);
-                    }
-                }
-                Ok(webhooks)
+                let active = found
+                    .iter()
+                    .map(|(_, record)| read(record))
+                    .collect::<Result<Vec<_>, _>>()?;
+                cache.put_subscribers(version, &key, &owned, active.clone());
+                Ok(active)
             })
-            .await?)
+            .await?;
+        Ok(active
+            .into_iter()
+            .filter(|w| w.receives(project, event_type))
+            .collect())
     }
 }

@@ -10,7 +10,10 @@
 //! them run beside the writer). The lookups every emit and attempt make (the subscribers of
 //! an event, the webhook and keys of an attempt) run on the calling thread instead, on a
 //! connection that never waits for a lock: a few B-tree probes on cached pages cost less
-//! than the hop to the pool, and a lookup that would wait takes the pool after all.
+//! than the hop to the pool, and a lookup that would wait takes the pool after all. What
+//! they read is kept in the process for as long as the file's configuration counter, which
+//! triggers bump with every change to a webhook or signing keys, stays the same: a change
+//! made anywhere is seen by the next lookup.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -28,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 mod config;
 mod queue;
 mod schema;
@@ -59,6 +63,8 @@ pub struct SqliteStore {
     /// Read-only connections that never wait, for the lookups every emit and attempt makes
     /// (see [`SqliteStore::lookup`]).
     lookups: Arc<[Mutex<Connection>]>,
+    /// The configuration lookups read, while the file's configuration counter holds.
+    config: Arc<cache::ConfigCache>,
     path: PathBuf,
 }
 
@@ -146,6 +152,7 @@ impl SqliteStore {
             readers: readers.into(),
             next_reader: Arc::default(),
             lookups: lookups.into(),
+            config: Arc::default(),
             path,
         })
     }

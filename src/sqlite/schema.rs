@@ -9,11 +9,11 @@ use super::SqliteError;
 use crate::webhook::validate::reserved_header_sql;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`. `{reserved}` is the
 /// condition that a header name `h.key` is reserved.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r"
 CREATE TABLE webhooks (
     id      TEXT PRIMARY KEY,
@@ -94,6 +94,29 @@ CREATE INDEX deliveries_due ON deliveries (due_at, webhook_id, id) WHERE status 
 -- look past webhooks at their limit.
 CREATE INDEX deliveries_pending_by_webhook ON deliveries (webhook_id, due_at)
     WHERE status = 'pending';
+",
+    r"
+-- A counter that every change to the webhooks or the signing keys bumps, in the changing
+-- transaction: a process keeps a copy of the configuration it reads and trusts it only
+-- while the counter is what it was when the copy was read. (Written to run again on a file
+-- that has it.)
+CREATE TABLE IF NOT EXISTS config_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO config_version (id, version) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS webhooks_inserted AFTER INSERT ON webhooks
+    BEGIN UPDATE config_version SET version = version + 1; END;
+CREATE TRIGGER IF NOT EXISTS webhooks_updated AFTER UPDATE ON webhooks
+    BEGIN UPDATE config_version SET version = version + 1; END;
+CREATE TRIGGER IF NOT EXISTS webhooks_deleted AFTER DELETE ON webhooks
+    BEGIN UPDATE config_version SET version = version + 1; END;
+CREATE TRIGGER IF NOT EXISTS signing_keys_inserted AFTER INSERT ON signing_keys
+    BEGIN UPDATE config_version SET version = version + 1; END;
+CREATE TRIGGER IF NOT EXISTS signing_keys_updated AFTER UPDATE ON signing_keys
+    BEGIN UPDATE config_version SET version = version + 1; END;
+CREATE TRIGGER IF NOT EXISTS signing_keys_deleted AFTER DELETE ON signing_keys
+    BEGIN UPDATE config_version SET version = version + 1; END;
 ",
 ];
 
