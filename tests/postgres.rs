@@ -754,30 +754,10 @@ async fn cached_configuration_follows_changes_made_anywhere() {
     assert_eq!(here.webhook_with_keys(&hook).await.expect("read"), None);
 }
 
-/// Lookups that miss the cached copy together wait for the first one's read: right after a
-/// change dropped the copy, a burst of lookups of one webhook and of one project's
-/// subscribers sends one read of each to the database (each caller taking a connection of
-/// its own for the same row would open up to the whole pool at once).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lookups_that_miss_together_read_the_database_once() {
-    let Some(schema) = TestSchema::new("fill") else {
-        return;
-    };
-    let store = schema.store().await;
-    let d = dispatcher(&store);
-    let hook = webhook(&d, "http://127.0.0.1:9/hook".into()).await;
-    until_cached(&schema, &store, &hook).await;
-    // A change through the store drops the copy at once.
-    d.webhooks()
-        .update(
-            &hook,
-            WebhookUpdate::new().description(Some("fresh".into())),
-        )
-        .await
-        .expect("update");
-
-    // While another transaction holds the webhooks table, each read of it waits on a lock,
-    // where it can be counted.
+/// Starts eight lookups of `hook` and eight of project `p`'s subscribers while another
+/// transaction holds the webhooks table, so that each read of it waits on a lock, where it
+/// can be counted; returns how many waited, once the lookups have all answered.
+async fn reads_of_a_burst(schema: &TestSchema, store: &PostgresStore, hook: WebhookId) -> i64 {
     let locker = schema.connect().await;
     locker
         .batch_execute(&format!(
@@ -811,15 +791,89 @@ async fn lookups_that_miss_together_read_the_database_once() {
     }
     // Time for any other read to arrive.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(schema.number(&waiting).await, 2, "one read per key");
+    let reads = schema.number(&waiting).await;
     locker.batch_execute("COMMIT").await.expect("unlock");
-
     for lookup in webhooks {
-        let (webhook, _) = lookup.await.expect("task").expect("read").expect("there");
-        assert_eq!(webhook.description.as_deref(), Some("fresh"));
+        let found = lookup.await.expect("task").expect("read");
+        assert_eq!(found.map(|(w, _)| w.id), Some(hook));
     }
     for lookup in subscribers {
         assert_eq!(lookup.await.expect("task").expect("subscribers").len(), 1);
+    }
+    reads
+}
+
+/// Lookups that miss the cached copy together wait for the first one's read, so a burst of
+/// lookups of one webhook and of one project's subscribers sends one read of each to the
+/// database (each caller taking a connection of its own for the same row would open up to
+/// the whole pool at once): the first lookups of a store just connected (they wait for its
+/// listener to be up, which the cache needs), and those right after a change dropped the
+/// copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_that_miss_together_read_the_database_once() {
+    let Some(schema) = TestSchema::new("fill") else {
+        return;
+    };
+    let there = dispatcher(&schema.store().await);
+    let hook = webhook(&there, "http://127.0.0.1:9/hook".into()).await;
+
+    let store = schema.store().await;
+    assert_eq!(
+        reads_of_a_burst(&schema, &store, hook).await,
+        2,
+        "a store's first lookups: one read per key"
+    );
+
+    until_cached(&schema, &store, &hook).await;
+    // A change through the store drops the copy at once.
+    dispatcher(&store)
+        .webhooks()
+        .update(
+            &hook,
+            WebhookUpdate::new().description(Some("fresh".into())),
+        )
+        .await
+        .expect("update");
+    assert_eq!(
+        reads_of_a_burst(&schema, &store, hook).await,
+        2,
+        "after a change: one read per key"
+    );
+    assert_eq!(description(&store, &hook).await.as_deref(), Some("fresh"));
+}
+
+/// `migrate` and `check_schema` leave four connections open with the hot statements
+/// (emit, claim, settle, lookups) prepared, so the first calls after a start do not pay for
+/// opening them and planning those statements.
+#[tokio::test]
+async fn a_checked_schema_leaves_connections_ready() {
+    let Some(schema) = TestSchema::new("warm") else {
+        return;
+    };
+    drop(schema.store().await); // creates the schema
+    for check in ["migrate", "check_schema"] {
+        let store = PostgresStore::connect(schema.options())
+            .await
+            .expect("connect");
+        assert_eq!(store.pool().status().size, 1, "connect opens one");
+        match check {
+            "migrate" => drop(store.migrate().await.expect("migrate")),
+            _ => store.check_schema().await.expect("check"),
+        }
+        assert_eq!(store.pool().status().size, 4, "{check} opens four");
+        // Each connection, asked in turn (the pool hands out the one used last first, so
+        // holding them all takes each once), has the statements prepared.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let client = store.pool().get().await.expect("connection");
+            let prepared: i64 = client
+                .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+                .await
+                .expect("count")
+                .get(0);
+            assert!(prepared >= 5, "{check}: {prepared} statements prepared");
+            held.push(client);
+        }
     }
 }
 

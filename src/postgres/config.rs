@@ -69,7 +69,7 @@ impl PostgresStore {
         org: &OrgId,
         project: &str,
     ) -> Result<Vec<Webhook>, StoreError> {
-        let cache = self.config_cache();
+        let cache = self.config_cache().await;
         let _filling = cache.fill_subscribers(org, project).await;
         if let Some(active) = cache.subscribers(org, project) {
             return Ok(active);
@@ -117,7 +117,7 @@ impl ConfigStore for PostgresStore {
         &self,
         id: &WebhookId,
     ) -> Result<Option<(Webhook, Option<SigningKeys>)>, StoreError> {
-        let cache = self.config_cache();
+        let cache = self.config_cache().await;
         if let Some(found) = cache.webhook(id) {
             return Ok(found);
         }
@@ -246,7 +246,7 @@ impl ConfigStore for PostgresStore {
         project: &str,
         event_type: EventType,
     ) -> Result<Vec<Webhook>, StoreError> {
-        let active = match self.config_cache().subscribers(org, project) {
+        let active = match self.config_cache().await.subscribers(org, project) {
             Some(active) => active,
             None => self.read_subscribers(org, project).await?,
         };

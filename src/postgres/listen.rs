@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -17,6 +17,8 @@ use super::schema::CONFIG_CHANGED;
 #[derive(Debug)]
 pub(super) struct Listener {
     signal: Arc<Notify>,
+    /// Turns true once the first try to listen has ended, listening or not.
+    tried: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
@@ -28,12 +30,29 @@ impl Listener {
         cache: Arc<ConfigCache>,
     ) -> Self {
         let signal = Arc::new(Notify::new());
-        let task = tokio::spawn(run(config, channel, signal.clone(), cache));
-        Self { signal, task }
+        let (tried, tried_rx) = watch::channel(false);
+        let task = tokio::spawn(run(config, channel, signal.clone(), cache, tried));
+        Self {
+            signal,
+            tried: tried_rx,
+            task,
+        }
     }
 
     pub(super) fn signal(&self) -> Arc<Notify> {
         self.signal.clone()
+    }
+
+    /// Waits, at most `wait`, until the first try to listen has ended: the lookups a process
+    /// makes as it starts then use the cache (and wait for each other's reads) instead of
+    /// all going to the database while the connection is still being opened.
+    pub(super) async fn first_try(&self, wait: Duration) {
+        let mut tried = self.tried.clone();
+        if *tried.borrow() {
+            return;
+        }
+        // An error means the task ended (the store is being dropped): no reason to wait.
+        let _ = tokio::time::timeout(wait, tried.wait_for(|done| *done)).await;
     }
 }
 
@@ -54,12 +73,14 @@ async fn run(
     channel: String,
     signal: Arc<Notify>,
     cache: Arc<ConfigCache>,
+    tried: watch::Sender<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let listened = listen(&config, &channel, &signal, &cache).await;
+        let listened = listen(&config, &channel, &signal, &cache, &tried).await;
         // Changes made while nobody listens are not heard: cache nothing until listening again.
         cache.reset(false);
+        tried.send_replace(true);
         if listened {
             backoff = Duration::from_millis(100);
         }
@@ -74,6 +95,7 @@ async fn listen(
     channel: &str,
     signal: &Notify,
     cache: &ConfigCache,
+    tried: &watch::Sender<bool>,
 ) -> bool {
     let Ok((client, mut connection)) = config.connect(NoTls).await else {
         return false;
@@ -91,6 +113,7 @@ async fn listen(
                 listened = true;
                 // Changes are heard from now on; what was cached before may be stale.
                 cache.reset(true);
+                tried.send_replace(true);
                 // Work may have arrived while nobody listened.
                 wake(signal);
             }

@@ -196,6 +196,16 @@ pub struct PostgresStore {
     inner: Arc<Inner>,
 }
 
+/// Connections [`PostgresStore::migrate`] and [`PostgresStore::check_schema`] open and
+/// prepare ahead (at most the pool's size): about as many as a busy process uses at a time
+/// (a group of emits, a claim, a group of settles, a lookup).
+const WARM_CONNECTIONS: usize = 4;
+
+/// How long the first lookups of configuration wait for the `LISTEN` connection (it takes a
+/// few milliseconds on a healthy server) before reading without the cache: short, so that a
+/// server that does not answer delays a call by little more than the connect timeout.
+const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(1);
+
 struct Inner {
     pool: Pool,
     options: PostgresOptions,
@@ -269,7 +279,53 @@ impl PostgresStore {
     /// [`PostgresError::Unreachable`].
     pub async fn migrate(&self) -> Result<i32, PostgresError> {
         let mut client = self.client().await.map_err(|f| self.unreachable(f))?;
-        schema::migrate(&mut client, &self.inner.options.schema).await
+        let found = schema::migrate(&mut client, &self.inner.options.schema).await?;
+        drop(client);
+        self.warm().await;
+        Ok(found)
+    }
+
+    /// Opens up to [`WARM_CONNECTIONS`] connections and prepares on each the statements that
+    /// emits, claims, settles and lookups run, so that the first of them after a start do not
+    /// pay for it: PostgreSQL parses and plans a statement once per connection (a few
+    /// milliseconds for the claim), and a new server process loads its catalog caches. Runs
+    /// once the schema is known to be current. Best effort: what fails here fails again,
+    /// with its cause, at the call that needs it.
+    async fn warm(&self) {
+        use std::future::Future as _;
+        let sql = &self.inner.sql;
+        let hot = [
+            &sql.enqueue_flat,
+            &sql.claim,
+            &sql.finish_set,
+            &sql.subscribers,
+            &sql.webhook_with_keys,
+        ];
+        let mut clients = Vec::new();
+        for _ in 0..WARM_CONNECTIONS.min(self.inner.options.pool_size) {
+            match self.client().await {
+                Ok(client) => clients.push(client),
+                Err(_) => break,
+            }
+        }
+        async fn prepare(client: &deadpool_postgres::ClientWrapper, hot: &[&String]) {
+            for statement in hot {
+                if client.prepare_cached(statement).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut warming: Vec<_> = clients.iter().map(|c| Box::pin(prepare(c, &hot))).collect();
+        // Every connection prepares at once (each on its own server process).
+        std::future::poll_fn(|cx| {
+            warming.retain_mut(|w| w.as_mut().poll(cx).is_pending());
+            if warming.is_empty() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// Checks that the schema exists at this crate's version, without changing anything.
@@ -280,8 +336,10 @@ impl PostgresStore {
     pub async fn check_schema(&self) -> Result<(), PostgresError> {
         let client = self.client().await.map_err(|f| self.unreachable(f))?;
         let schema = &self.inner.options.schema;
-        let client: &tokio_postgres::Client = &client;
-        match schema::version(client, schema).await? {
+        let plain: &tokio_postgres::Client = &client;
+        let found = schema::version(plain, schema).await?;
+        drop(client);
+        match found {
             None => Err(PostgresError::SchemaMissing {
                 schema: schema.clone(),
             }),
@@ -295,7 +353,10 @@ impl PostgresStore {
                 found,
                 supported: SCHEMA_VERSION,
             }),
-            Some(_) => Ok(()),
+            Some(_) => {
+                self.warm().await;
+                Ok(())
+            }
         }
     }
 
@@ -333,9 +394,10 @@ impl PostgresStore {
         })
     }
 
-    /// The cached configuration, with the listener that keeps it current started.
-    fn config_cache(&self) -> &cache::ConfigCache {
-        self.listener();
+    /// The cached configuration, with the listener that keeps it current started; the
+    /// first calls wait for the listener's first try (at most [`FIRST_LISTEN_WAIT`]).
+    async fn config_cache(&self) -> &cache::ConfigCache {
+        self.listener().first_try(FIRST_LISTEN_WAIT).await;
         &self.inner.cache
     }
 
