@@ -17,23 +17,18 @@
 //! then find its result, instead of each taking a connection of its own for the same row.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use tokio::sync::MutexGuard;
 
-use crate::webhook::{OrgId, SigningKeys, Webhook, WebhookId};
-
-/// At most this many entries of each kind; past it the copy starts over.
-const MAX_ENTRIES: usize = 10_000;
+use crate::store::copy::ConfigCopy;
+pub(super) use crate::store::copy::WithKeys;
+use crate::webhook::{OrgId, Webhook, WebhookId};
 
 /// Locks that misses of each kind take while they read, shared by key hash: a miss waits for
 /// another key's read only when their hashes collide.
 const FILL_LOCKS: usize = 16;
-
-/// A webhook and, when it signs with them, its organization's keys.
-pub(super) type WithKeys = (Webhook, Option<SigningKeys>);
 
 #[derive(Debug, Default)]
 pub(super) struct ConfigCache {
@@ -50,9 +45,7 @@ struct State {
     live: bool,
     /// Bumped at every drop.
     generation: u64,
-    webhooks: HashMap<WebhookId, Option<WithKeys>>,
-    /// Active webhooks of an organization for a project (its own and organization-wide).
-    subscribers: HashMap<(OrgId, String), Vec<Webhook>>,
+    copy: ConfigCopy,
 }
 
 /// Taken before a database read: whether its result may be kept.
@@ -72,8 +65,7 @@ impl ConfigCache {
         let mut state = self.state();
         state.live = live;
         state.generation = state.generation.wrapping_add(1);
-        state.webhooks.clear();
-        state.subscribers.clear();
+        state.copy.clear();
     }
 
     /// Drops everything cached (a change was made or heard of).
@@ -126,17 +118,14 @@ impl ConfigCache {
         if !state.live {
             return None;
         }
-        state.webhooks.get(id).cloned()
+        state.copy.webhook(id)
     }
 
     /// Keeps what a read that took `ticket` found, unless the copy was dropped meanwhile.
     pub(super) fn put_webhook(&self, ticket: Ticket, id: WebhookId, found: Option<WithKeys>) {
         let mut state = self.state();
         if let Some(state) = state.current(ticket) {
-            if state.webhooks.len() >= MAX_ENTRIES {
-                state.webhooks.clear();
-            }
-            state.webhooks.insert(id, found);
+            state.copy.put_webhook(id, found);
         }
     }
 
@@ -146,10 +135,7 @@ impl ConfigCache {
         if !state.live {
             return None;
         }
-        state
-            .subscribers
-            .get(&(org.clone(), project.to_owned()))
-            .cloned()
+        state.copy.subscribers(org, project)
     }
 
     /// Keeps what a read that took `ticket` found, unless the copy was dropped meanwhile.
@@ -162,12 +148,7 @@ impl ConfigCache {
     ) {
         let mut state = self.state();
         if let Some(state) = state.current(ticket) {
-            if state.subscribers.len() >= MAX_ENTRIES {
-                state.subscribers.clear();
-            }
-            state
-                .subscribers
-                .insert((org.clone(), project.to_owned()), found);
+            state.copy.put_subscribers(org, project, found);
         }
     }
 }

@@ -9,19 +9,13 @@
 //! is seen by every lookup that starts after it commits, and a lookup that finds its answer
 //! costs one probe of a one-row table instead of reading and parsing JSON records.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::Connection;
 
 use super::Failure;
-use crate::webhook::{OrgId, SigningKeys, Webhook, WebhookId};
-
-/// At most this many entries of each kind; past it the copy starts over.
-const MAX_ENTRIES: usize = 10_000;
-
-/// A webhook and, when it signs with them, its organization's keys.
-pub(super) type WithKeys = (Webhook, Option<SigningKeys>);
+use crate::store::copy::{ConfigCopy, WithKeys};
+use crate::webhook::{OrgId, Webhook, WebhookId};
 
 #[derive(Debug, Default)]
 pub(super) struct ConfigCache {
@@ -32,9 +26,7 @@ pub(super) struct ConfigCache {
 struct State {
     /// The counter the entries were read under (`None`: nothing read yet).
     version: Option<i64>,
-    webhooks: HashMap<WebhookId, Option<WithKeys>>,
-    /// Active webhooks of an organization for a project (its own and organization-wide).
-    subscribers: HashMap<(OrgId, String), Vec<Webhook>>,
+    copy: ConfigCopy,
 }
 
 impl State {
@@ -47,8 +39,7 @@ impl State {
             Some(held) if held > version => None,
             _ => {
                 self.version = Some(version);
-                self.webhooks.clear();
-                self.subscribers.clear();
+                self.copy.clear();
                 Some(self)
             }
         }
@@ -70,16 +61,13 @@ impl ConfigCache {
 
     /// The webhook as read under `version` (`Some(None)`: known not to exist).
     pub(super) fn webhook(&self, version: i64, id: &WebhookId) -> Option<Option<WithKeys>> {
-        self.state().at(version)?.webhooks.get(id).cloned()
+        self.state().at(version)?.copy.webhook(id)
     }
 
     /// Keeps what a lookup read under `version`, unless the copy has moved past it.
     pub(super) fn put_webhook(&self, version: i64, id: WebhookId, found: Option<WithKeys>) {
         if let Some(state) = self.state().at(version) {
-            if state.webhooks.len() >= MAX_ENTRIES {
-                state.webhooks.clear();
-            }
-            state.webhooks.insert(id, found);
+            state.copy.put_webhook(id, found);
         }
     }
 
@@ -90,11 +78,7 @@ impl ConfigCache {
         org: &OrgId,
         project: &str,
     ) -> Option<Vec<Webhook>> {
-        self.state()
-            .at(version)?
-            .subscribers
-            .get(&(org.clone(), project.to_owned()))
-            .cloned()
+        self.state().at(version)?.copy.subscribers(org, project)
     }
 
     /// Keeps what a lookup read under `version`, unless the copy has moved past it.
@@ -106,12 +90,7 @@ impl ConfigCache {
         found: Vec<Webhook>,
     ) {
         if let Some(state) = self.state().at(version) {
-            if state.subscribers.len() >= MAX_ENTRIES {
-                state.subscribers.clear();
-            }
-            state
-                .subscribers
-                .insert((org.clone(), project.to_owned()), found);
+            state.copy.put_subscribers(org, project, found);
         }
     }
 }

@@ -6,6 +6,8 @@
 //! `test-util` feature, [`config_store_conformance!`](crate::config_store_conformance)
 //! checks an implementation against every behaviour the crate relies on, one test each.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod copy;
 mod manage;
 mod memory;
 
