@@ -47,10 +47,11 @@ impl Listener {
     /// makes as it starts then use the cache (and wait for each other's reads) instead of
     /// all going to the database while the connection is still being opened.
     pub(super) async fn first_try(&self, wait: Duration) {
-        let mut tried = self.tried.clone();
-        if *tried.borrow() {
+        // Every lookup passes here: once tried, only a read of the flag.
+        if *self.tried.borrow() {
             return;
         }
+        let mut tried = self.tried.clone();
         // An error means the task ended (the store is being dropped): no reason to wait.
         let _ = tokio::time::timeout(wait, tried.wait_for(|done| *done)).await;
     }
