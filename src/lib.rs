@@ -220,6 +220,8 @@ mod dispatcher;
 pub mod postgres;
 #[cfg(feature = "dispatch")]
 pub mod queue;
+#[cfg(feature = "dispatch")]
+mod random;
 #[cfg(feature = "receiver")]
 pub mod receiver;
 #[cfg(feature = "sqlite")]

@@ -169,16 +169,6 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-/// A uniform sample in `0.0..1.0` from the operating system's generator, for the jitter.
-pub(crate) fn random_unit() -> f64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    // 53 random bits make every representable value in 0..1 equally likely.
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,7 +202,9 @@ mod tests {
         assert_eq!(high, Duration::from_secs(360));
         assert_eq!(mid, Duration::from_secs(300));
         for _ in 0..1000 {
-            let d = policy.next_delay(2, None, random_unit()).expect("delay");
+            let d = policy
+                .next_delay(2, None, crate::random::unit())
+                .expect("delay");
             assert!(d >= low && d <= high, "{d:?}");
         }
         // A bad sample is treated as the middle, not as a panic or a huge delay.

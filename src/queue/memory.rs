@@ -311,45 +311,57 @@ impl State {
         chosen
     }
 
-    /// Marks a delivery settled, and drops the oldest settled ones beyond `keep`.
-    fn settled(&mut self, id: DeliveryId, keep: usize) {
+    /// Marks a delivery settled, and takes out the oldest settled ones beyond `keep`. The
+    /// one taken out (each settle adds one, so at most one goes) is returned for the caller
+    /// to drop once it has let go of the lock.
+    fn settled(&mut self, id: DeliveryId, keep: usize) -> Option<Forgotten> {
         self.settles += 1;
         let number = self.settles;
         if let Some(row) = self.deliveries.get_mut(&id) {
             row.settled = Some(number);
             self.settled.push_back((number, id));
         }
+        let mut forgotten = None;
         while self.settled.len() > keep {
             let Some((number, old)) = self.settled.pop_front() else {
                 break;
             };
             if self.deliveries.get(&old).and_then(|r| r.settled) == Some(number) {
-                self.forget(old);
+                // A second one (never, as the list stays within `keep`) is dropped here.
+                forgotten = self.forget(old).or(forgotten);
             }
         }
+        forgotten
     }
 
-    /// Drops a settled delivery, its log, and its event when no delivery of it is left.
-    fn forget(&mut self, id: DeliveryId) {
-        let Some(row) = self.deliveries.remove(&id) else {
-            return;
-        };
-        self.attempts.remove(&id);
+    /// Takes a settled delivery out, with its log, and its event when no delivery of it is
+    /// left.
+    fn forget(&mut self, id: DeliveryId) -> Option<Forgotten> {
+        let row = self.deliveries.remove(&id)?;
+        let attempts = self.attempts.remove(&id);
         self.by_webhook.remove(&(row.record.webhook_id, id));
         let event_id = row.record.event_id;
         let gone = self.events.get_mut(&event_id).is_some_and(|event| {
             event.deliveries.retain(|d| *d != id);
             event.deliveries.is_empty()
         });
-        if gone {
-            if let Some(event) = self.events.remove(&event_id) {
-                if let Some(key) = event.idempotency {
-                    self.idempotency.remove(&key);
-                }
-            }
+        let event = if gone {
+            self.events.remove(&event_id)
+        } else {
+            None
+        };
+        if let Some(key) = event.as_ref().and_then(|e| e.idempotency.as_ref()) {
+            self.idempotency.remove(key);
         }
+        Some(Forgotten(row, attempts, event))
     }
 }
+
+/// What [`State::forget`] took out, freed after the queue's lock is released: the payload,
+/// the record's strings and the attempt log are the larger part of a settle's work, and
+/// emits and claims wait for the lock meanwhile.
+#[expect(dead_code, reason = "held only to be dropped outside the lock")]
+struct Forgotten(Row, Option<Vec<AttemptLog>>, Option<EventRow>);
 
 #[async_trait]
 impl DeliveryQueue for MemoryQueue {
@@ -366,10 +378,19 @@ impl DeliveryQueue for MemoryQueue {
                 limit: self.max_unsent,
                 waited: self.full_wait,
             };
-            match tokio::time::timeout(self.full_wait, self.room.acquire_many(wanted)).await {
-                Ok(Ok(permits)) => Some(permits),
-                // The semaphore is never closed; a closed one would have no room either.
-                Ok(Err(_)) | Err(_) => return Err(full()),
+            // Room at once (the common case) needs no timer. The semaphore is fair, so this
+            // fails while others wait, and this enqueue then queues behind them.
+            match self.room.try_acquire_many(wanted) {
+                Ok(permits) => Some(permits),
+                Err(_) => {
+                    match tokio::time::timeout(self.full_wait, self.room.acquire_many(wanted)).await
+                    {
+                        Ok(Ok(permits)) => Some(permits),
+                        // The semaphore is never closed; a closed one would have no room
+                        // either.
+                        Ok(Err(_)) | Err(_) => return Err(full()),
+                    }
+                }
             }
         };
         let mut s = self.lock();
@@ -461,10 +482,13 @@ impl DeliveryQueue for MemoryQueue {
             // Attempted, or ended without an attempt: its room goes back.
             sent = !row.unsent() && std::mem::take(&mut row.holds_room);
         }
-        if held && change.status != DeliveryStatus::Pending {
-            s.settled(*delivery, self.keep_settled);
-        }
+        let forgotten = if held && change.status != DeliveryStatus::Pending {
+            s.settled(*delivery, self.keep_settled)
+        } else {
+            None
+        };
         drop(s);
+        drop(forgotten);
         if sent {
             self.room.add_permits(1);
         }
@@ -572,14 +596,20 @@ impl DeliveryQueue for MemoryQueue {
         let more = chosen.len() > request.limit;
         chosen.truncate(request.limit);
         let mut report = PurgeReport::default();
+        let mut forgotten = Vec::with_capacity(chosen.len());
         for id in chosen {
-            let attempts = s.attempts.get(&id).map_or(0, Vec::len);
-            let events = s.events.len();
-            s.forget(id);
+            let Some(gone) = s.forget(id) else {
+                continue;
+            };
+            let Forgotten(_, attempts, event) = &gone;
             report.deliveries += 1;
+            let attempts = attempts.as_ref().map_or(0, Vec::len);
             report.attempts += u64::try_from(attempts).unwrap_or(u64::MAX);
-            report.events += u64::try_from(events.saturating_sub(s.events.len())).unwrap_or(0);
+            report.events += u64::from(event.is_some());
+            forgotten.push(gone);
         }
+        drop(s);
+        drop(forgotten);
         report.more = more;
         Ok(report)
     }
@@ -608,6 +638,7 @@ impl DeliveryQueue for MemoryQueue {
             return Err(QueueError::Conflict(taken.id));
         }
         let ids: Vec<DeliveryId> = event.deliveries.iter().map(|d| d.id).collect();
+        let mut forgotten = Vec::new();
         let mut event = event;
         event.idempotency_key = None;
         s.insert(event, 0);
@@ -624,8 +655,10 @@ impl DeliveryQueue for MemoryQueue {
                 row.record.updated_at = attempt.attempted_at;
             }
             s.attempts.insert(id, vec![attempt.clone()]);
-            s.settled(id, self.keep_settled);
+            forgotten.extend(s.settled(id, self.keep_settled));
         }
+        drop(s);
+        drop(forgotten);
         Ok(())
     }
 }

@@ -203,15 +203,10 @@ impl DeliveryRecord {
 pub struct LeaseId(pub i64);
 
 impl LeaseId {
-    /// A random lease id.
+    /// A random lease id. Uniqueness matters, not secrecy: it comes from a per-thread
+    /// sequence seeded by the operating system's generator, without a system call each.
     pub fn random() -> Self {
-        let mut bytes = [0u8; 8];
-        // Uniqueness matters, not secrecy: a failing generator falls back to the clock.
-        if getrandom::fill(&mut bytes).is_err() {
-            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-            bytes = nanos.to_le_bytes();
-        }
-        Self(i64::from_le_bytes(bytes))
+        Self(i64::from_ne_bytes(crate::random::next_u64().to_ne_bytes()))
     }
 }
 

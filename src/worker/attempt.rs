@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use super::{settle_span, BackendOperation, EndpointSlot, HostEvent, Worker};
-use crate::delivery::retry::random_unit;
 use crate::delivery::{decide, AttemptResult, DeliveryOutcome};
 use crate::queue::{failing_too_long, AttemptLog, Claim, Finish, Next};
 use crate::store::StoreError;
@@ -72,7 +71,7 @@ impl Worker {
             delivery.attempts.saturating_add(1),
             &self.options.retry,
             now,
-            random_unit(),
+            crate::random::unit(),
         );
         let log = sent.log();
         if delivery.attempts == 0 {
