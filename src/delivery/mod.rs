@@ -20,7 +20,6 @@ mod outcome;
 mod request;
 pub mod retry;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::now;
 use crate::queue::AttemptLog;
 use crate::transport::{Transport, TransportRequest};
-use crate::webhook::{DeliveryId, SigningKeys, Webhook, WebhookId};
+use crate::webhook::{DeliveryId, IdSet, SigningKeys, Webhook, WebhookId};
 use crate::EventType;
 
 pub use decide::{decide, Decision};
@@ -45,7 +44,7 @@ pub(crate) struct Sender {
     transport: Arc<dyn Transport>,
     request_timeout: Duration,
     /// Webhooks already warned about for being sent unsigned (bounded: see `warn_unsigned`).
-    unsigned: Arc<Mutex<HashSet<WebhookId>>>,
+    unsigned: Arc<Mutex<IdSet<WebhookId>>>,
 }
 
 /// How many unsigned webhooks a sender remembers having warned about; past that it starts

@@ -1,7 +1,6 @@
 //! What became of an attempt: [`AttemptResult`] (judged by [`judge`]), the
 //! [`DeliveryOutcome`] a caller sees, and the tickets that wait for one.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use tokio::sync::Notify;
 use url::Url;
 
 use crate::transport::{TransportError, TransportResponse};
-use crate::webhook::{DeliveryId, WebhookId};
+use crate::webhook::{DeliveryId, IdMap, WebhookId};
 
 /// How one attempt ended.
 #[derive(Debug, Clone)]
@@ -230,7 +229,7 @@ pub(crate) struct Waiters {
 
 #[derive(Default)]
 struct WaiterMap {
-    slots: HashMap<DeliveryId, Weak<OutcomeSlot>>,
+    slots: IdMap<DeliveryId, Weak<OutcomeSlot>>,
     prune_at: usize,
 }
 

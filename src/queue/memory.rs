@@ -17,7 +17,7 @@ use super::{
     page_limit, DeliveryQueue, DeliveryStats, PurgeReport, PurgeRequest, QueueDepth, QueueError,
     StatsQuery,
 };
-use crate::webhook::{DeliveryId, EventId, OrgId, WebhookId};
+use crate::webhook::{DeliveryId, EventId, IdMap, OrgId, WebhookId};
 
 /// A [`DeliveryQueue`] in memory: retries, leases and logs work as with any backend, but a
 /// restart loses what is queued. The default of
@@ -84,16 +84,16 @@ impl Default for MemoryQueue {
 
 #[derive(Debug, Default)]
 struct State {
-    events: HashMap<EventId, EventRow>,
-    deliveries: HashMap<DeliveryId, Row>,
+    events: IdMap<EventId, EventRow>,
+    deliveries: IdMap<DeliveryId, Row>,
     /// Pending deliveries by webhook, by due time (a leased one is due when its lease ends).
-    due: HashMap<WebhookId, BTreeSet<(DateTime<Utc>, DeliveryId)>>,
+    due: IdMap<WebhookId, BTreeSet<(DateTime<Utc>, DeliveryId)>>,
     /// Each webhook's earliest due time: where a claim starts looking.
     heads: BTreeSet<(DateTime<Utc>, WebhookId)>,
     by_webhook: BTreeSet<(WebhookId, DeliveryId)>,
-    attempts: HashMap<DeliveryId, Vec<AttemptLog>>,
+    attempts: IdMap<DeliveryId, Vec<AttemptLog>>,
     idempotency: HashMap<(OrgId, String), EventId>,
-    failing_since: HashMap<WebhookId, DateTime<Utc>>,
+    failing_since: IdMap<WebhookId, DateTime<Utc>>,
     /// Settled deliveries, oldest settle first, with the settle's number (a delivery
     /// redelivered and settled again is listed again; only its latest entry counts).
     settled: VecDeque<(u64, DeliveryId)>,
@@ -285,7 +285,7 @@ impl State {
                 heap.push(Reverse((*at, *id, *webhook)));
             }
         }
-        let mut taken: HashMap<WebhookId, usize> = HashMap::new();
+        let mut taken: IdMap<WebhookId, usize> = IdMap::default();
         let mut chosen = Vec::with_capacity(request.limit.min(heap.len() * 4));
         while chosen.len() < request.limit {
             let Some(Reverse((at, id, webhook))) = heap.pop() else {

@@ -1,11 +1,24 @@
 //! Identifiers: time-ordered UUIDv7 with a readable prefix (`wh_…`, `dlv_…`, `evt_…`), and
 //! the organization's id as the host names it.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
+
+/// A map keyed by ids this crate makes (webhook, delivery and event ids), for the maps an
+/// attempt touches in memory: the worker's bookkeeping, the in-memory queue, the outcome
+/// waiters. Their keys are fixed-size UUIDs (made by this crate, or read back from a store),
+/// not text of any length a caller chose, so they are hashed with foldhash, seeded per
+/// process, instead of SipHash. SipHash took about 5% of the
+/// in-memory sender's instructions per delivery (about 50 lookups each); foldhash cut the
+/// total by 2.6%.
+pub(crate) type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A set of ids this crate makes; see [`IdMap`].
+pub(crate) type IdSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// An id that does not read as the kind expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,6 +19,7 @@ use crate::signing::{HeaderProfile, SignatureSchemes};
 use crate::EventType;
 
 pub use id::{BadId, DeliveryId, EventId, OrgId, WebhookId};
+pub(crate) use id::{IdMap, IdSet};
 pub use validate::{UnstorableText, WebhookError};
 
 /// Which events of an organization a webhook receives.

@@ -3,11 +3,10 @@
 //! a turn further away than the claim's lease allows is given back, and the webhook is left
 //! out of claims until then, so its deliveries wait in the queue.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::webhook::{RateLimit, WebhookId};
+use crate::webhook::{IdMap, RateLimit, WebhookId};
 
 /// One webhook's bucket: `tokens` may go below zero, each reservation taking one, so the
 /// reservations queue up at the rate.
@@ -20,8 +19,8 @@ struct Bucket {
 /// The worker's buckets, and the webhooks left out of claims until a time.
 #[derive(Debug, Default)]
 pub(super) struct Limiter {
-    buckets: Mutex<HashMap<WebhookId, Bucket>>,
-    paused: Mutex<HashMap<WebhookId, Instant>>,
+    buckets: Mutex<IdMap<WebhookId, Bucket>>,
+    paused: Mutex<IdMap<WebhookId, Instant>>,
 }
 
 /// How many webhooks' buckets a worker keeps; past that, full buckets are forgotten.

@@ -28,7 +28,7 @@ use crate::delivery::retry::RetryPolicy;
 use crate::delivery::{Sender, Waiters};
 use crate::queue::{Claim, ClaimRequest, DeliveryQueue, Finish, LeaseId, RetentionPolicy};
 use crate::store::ConfigStore;
-use crate::webhook::{DeliveryId, WebhookId};
+use crate::webhook::{DeliveryId, IdMap, WebhookId};
 use crate::EventType;
 
 /// How many times its [`per_endpoint`](WorkerOptions::per_endpoint) limit a webhook may have
@@ -543,7 +543,7 @@ struct Held {
 /// webhook's first claim by claim order. Owned by the worker's loop.
 #[derive(Default)]
 struct Waiting {
-    claims: HashMap<WebhookId, VecDeque<Held>>,
+    claims: IdMap<WebhookId, VecDeque<Held>>,
     fronts: BTreeMap<u64, WebhookId>,
     len: usize,
     next: u64,
@@ -610,16 +610,16 @@ const PACES_KEPT: usize = 4096;
 /// What is in flight: per webhook, and the claims to return at a hard stop.
 #[derive(Debug, Default)]
 struct Busy {
-    per_webhook: HashMap<WebhookId, usize>,
+    per_webhook: IdMap<WebhookId, usize>,
     /// Attempts started and not yet recorded (their requests in flight, or answered and
     /// being settled).
     attempts: usize,
-    claims: HashMap<DeliveryId, LeaseId>,
+    claims: IdMap<DeliveryId, LeaseId>,
     /// The last claim left a webhook out for being at its limit: an attempt that ends
     /// must wake the loop to claim for it again.
     limited: bool,
     /// How long each webhook's requests hold their slot, averaged (the newest counts 1/8).
-    pace: HashMap<WebhookId, Duration>,
+    pace: IdMap<WebhookId, Duration>,
 }
 
 impl Busy {
@@ -822,7 +822,8 @@ impl Worker {
         let cap = self.per_webhook_cap();
         let refill_at = cap.saturating_sub(per_endpoint.div_ceil(2));
         let mut busy = self.busy();
-        let mut held = busy.per_webhook.clone();
+        let mut held: HashMap<WebhookId, usize> =
+            busy.per_webhook.iter().map(|(w, n)| (*w, *n)).collect();
         for (webhook, queue) in &waiting.claims {
             *held.entry(*webhook).or_insert(0) += queue.len();
         }
