@@ -24,6 +24,12 @@
 //! PostgreSQL scenarios use `DATAOPS_WEBHOOKS_TEST_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) in a schema of their own, and are skipped with a
 //! message when it is unreachable. Arguments filter scenarios by substring.
+//!
+//! `-- --instructions [FILTER…]` counts instead of timing: each scenario's sender runs under
+//! valgrind's callgrind twice (2,000 and 6,000 deliveries), and the difference in
+//! instructions executed, per delivery, is printed with its ratio to raw-signed. The count is
+//! the same from run to run whatever else the machine does, so it shows changes smaller than
+//! this machine's timing noise; it leaves out the kernel's work and PostgreSQL's.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -184,6 +190,9 @@ fn parent() {
         .map(|s| s.endpoints)
         .collect();
     scenarios.retain(|s| wanted(s) || (s.sender == Sender::Raw && shapes.contains(&s.endpoints)));
+    if std::env::args().any(|a| a == "--instructions") {
+        return rt.block_on(count_instructions(&scenarios, addr, &received));
+    }
     let mut ceilings = std::collections::HashMap::new();
     println!(
         "{n} deliveries per run, median of {runs}, on {} cores",
@@ -226,6 +235,69 @@ fn parent() {
     }
 }
 
+/// Deliveries of the two runs of `--instructions`: their difference in instructions is the
+/// cost of the deliveries between them, with start-up, set-up and shutdown cancelled out.
+const INSTRUCTION_RUNS: [usize; 2] = [2_000, 6_000];
+
+/// `--instructions`: each scenario's sender under valgrind's callgrind, counting the
+/// instructions it executes (user space, every thread) per delivery. Unlike a rate or CPU
+/// time, the count does not move with what else the machine is doing, so a change of a few
+/// percent shows in one run. System calls' work in the kernel and waiting are not in it, and
+/// on PostgreSQL neither is the server's work.
+async fn count_instructions(
+    scenarios: &[Scenario],
+    addr: std::net::SocketAddr,
+    received: &common::Received,
+) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    println!(
+        "instructions per delivery: the difference between runs of {} and {} deliveries, under callgrind",
+        INSTRUCTION_RUNS[0], INSTRUCTION_RUNS[1]
+    );
+    println!("{:<40} {:>16} {:>9}", "scenario", "instructions/d", "× raw");
+    let mut raw = std::collections::HashMap::new();
+    for scenario in scenarios {
+        let mut totals = Vec::new();
+        for (run, n) in INSTRUCTION_RUNS.into_iter().enumerate() {
+            let out = dir.path().join(format!("callgrind.{run}"));
+            let wrapper = [
+                "valgrind".to_owned(),
+                "--tool=callgrind".to_owned(),
+                "--quiet".to_owned(),
+                format!("--callgrind-out-file={}", out.display()),
+            ];
+            measure_under(*scenario, addr, received, n, run, Some(&wrapper)).await;
+            totals.push(callgrind_total(&out));
+        }
+        let per_delivery =
+            (totals[1] - totals[0]) / (INSTRUCTION_RUNS[1] - INSTRUCTION_RUNS[0]) as f64;
+        let ratio = if scenario.sender == Sender::Raw {
+            raw.insert(scenario.endpoints, per_delivery);
+            String::new()
+        } else {
+            raw.get(&scenario.endpoints)
+                .map(|r| format!("{:.2}", per_delivery / r))
+                .unwrap_or_default()
+        };
+        println!(
+            "{:<40} {:>16.0} {:>9}",
+            scenario.name(),
+            per_delivery,
+            ratio
+        );
+    }
+}
+
+/// The instructions a callgrind output file counted (its `totals:` line).
+fn callgrind_total(path: &std::path::Path) -> f64 {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e} (is valgrind installed?)", path.display()));
+    text.lines()
+        .find_map(|l| l.strip_prefix("totals:"))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{} has no totals line", path.display()))
+}
+
 /// Runs one scenario in a child process and times it.
 async fn measure(
     scenario: Scenario,
@@ -234,10 +306,32 @@ async fn measure(
     n: usize,
     run: usize,
 ) -> Measured {
+    measure_under(scenario, addr, received, n, run, None).await
+}
+
+/// [`measure`], with the child started under `wrapper` (a command and its arguments, the
+/// child's own command line appended), such as valgrind.
+async fn measure_under(
+    scenario: Scenario,
+    addr: std::net::SocketAddr,
+    received: &common::Received,
+    n: usize,
+    run: usize,
+    wrapper: Option<&[String]>,
+) -> Measured {
     let schema = format!("bench_tp_{}_{run}", std::process::id());
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(exe)
+    let mut command = match wrapper {
+        Some([program, args @ ..]) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+        _ => Command::new(exe),
+    };
+    let mut child = command
         .env(ROLE, "sender")
+        .env("DATAOPS_WEBHOOKS_BENCH_N", n.to_string())
         .env("BENCH_SENDER", scenario.sender.name())
         .env("BENCH_ENDPOINTS", scenario.endpoints.to_string())
         .env("BENCH_EMITTERS", scenario.emitters.to_string())
