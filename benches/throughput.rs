@@ -27,9 +27,10 @@
 //!
 //! `-- --instructions [FILTER…]` counts instead of timing: each scenario's sender runs under
 //! valgrind's callgrind twice (2,000 and 6,000 deliveries), and the difference in
-//! instructions executed, per delivery, is printed with its ratio to raw-signed. The count is
-//! the same from run to run whatever else the machine does, so it shows changes smaller than
-//! this machine's timing noise; it leaves out the kernel's work and PostgreSQL's.
+//! instructions executed, per delivery, is printed with its ratio to raw-signed. The count
+//! moves by under 1% from run to run (timing still decides how many emits or settles share a
+//! group), so it shows changes smaller than this machine's timing noise; it leaves out the
+//! kernel's work, PostgreSQL's, and a second worker process's.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -241,9 +242,9 @@ const INSTRUCTION_RUNS: [usize; 2] = [2_000, 6_000];
 
 /// `--instructions`: each scenario's sender under valgrind's callgrind, counting the
 /// instructions it executes (user space, every thread) per delivery. Unlike a rate or CPU
-/// time, the count does not move with what else the machine is doing, so a change of a few
+/// time, the count hardly moves with what else the machine is doing, so a change of a few
 /// percent shows in one run. System calls' work in the kernel and waiting are not in it, and
-/// on PostgreSQL neither is the server's work.
+/// on PostgreSQL neither is the server's work nor the second worker process's.
 async fn count_instructions(
     scenarios: &[Scenario],
     addr: std::net::SocketAddr,
