@@ -10,6 +10,7 @@
 //! exception: it is attempted at once, not queued, so its outcome can be shown at once.
 //! Sends, test sends and previews all build their requests with [`crate::delivery`].
 
+mod body;
 mod receipt;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,6 +238,8 @@ struct Inner {
     default_org: OrgId,
     permits: Semaphore,
     max_payload_bytes: usize,
+    /// The size of the last body serialized, to size the next one's buffer.
+    body_size: body::BodySize,
     waiters: Arc<Waiters>,
     /// Woken when deliveries become due now (emit, redeliver), so idle workers claim them.
     wake: Arc<Notify>,
@@ -384,6 +387,7 @@ impl DispatcherBuilder {
                 default_org: self.default_org,
                 permits: Semaphore::new(self.concurrency.unwrap_or(DEFAULT_CONCURRENCY)),
                 max_payload_bytes: self.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
+                body_size: body::BodySize::default(),
             }),
         })
     }
@@ -467,7 +471,11 @@ impl WebhookDispatcher {
     }
 
     fn serialize(&self, event: &Event) -> Result<Bytes, DispatchError> {
-        let body = serde_json::to_vec(event).map_err(DispatchError::Serialize)?;
+        let body = self
+            .inner
+            .body_size
+            .serialize(event)
+            .map_err(DispatchError::Serialize)?;
         let limit = self.inner.max_payload_bytes;
         if body.len() > limit {
             return Err(DispatchError::PayloadTooLarge {
