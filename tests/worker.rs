@@ -1051,3 +1051,29 @@ async fn a_slow_settle_does_not_hold_back_the_next_request() {
         .all(|r| r.status == DeliveryStatus::Succeeded));
     worker.shutdown().await;
 }
+
+/// An endpoint that answers passes its permit on to the claim that has waited longest, not to
+/// the next claim of its own webhook: with one permit, two webhooks of one project take turns
+/// event by event, in the order their deliveries were claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freed_permit_goes_to_the_longest_waiting_claim_of_any_webhook() {
+    let server = Flaky::start().await;
+    let d = dispatcher();
+    let a = hook(&d, server.url("/a")).await;
+    let b = hook(&d, server.url("/b")).await;
+    for n in 0..6 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(options().concurrency(1));
+    assert_eq!(settled(&d, a).await.len(), 6);
+    assert_eq!(settled(&d, b).await.len(), 6);
+    worker.shutdown().await;
+    let paths = server.paths();
+    assert_eq!(paths.len(), 12, "{paths:?}");
+    for pair in paths.chunks(2) {
+        assert_ne!(
+            pair[0], pair[1],
+            "one event's two deliveries go before the next event's: {paths:?}"
+        );
+    }
+}

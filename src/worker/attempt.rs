@@ -4,18 +4,31 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use super::{settle_span, BackendOperation, EndpointSlot, HostEvent, Worker};
-use crate::delivery::{decide, AttemptResult, DeliveryOutcome};
+use crate::delivery::{decide, AttemptResult, DeliveryOutcome, Sent};
 use crate::queue::{failing_too_long, AttemptLog, Claim, Finish, Next};
 use crate::store::StoreError;
 use crate::telemetry::{self, Outcome};
 use crate::webhook::{RateLimit, Webhook, WebhookStatus};
 
+/// An attempt whose endpoint has answered, to be recorded.
+pub(super) struct Answered {
+    claim: Claim,
+    webhook: Webhook,
+    sent: Sent,
+}
+
 impl Worker {
-    /// Attempts one claimed delivery and settles it. Never fails: a backend error is reported
-    /// as a [`HostEvent`] and the claim's lease runs out, so the delivery is tried again then
-    /// (a store that keeps failing is retried at the lease's pace, not in a loop). `slot` is
-    /// given back as soon as the endpoint has answered.
-    pub(super) async fn attempt(&self, claim: Claim, slot: EndpointSlot) {
+    /// Makes the request of one claimed delivery: loads its webhook, waits for its turn under
+    /// the webhook's rate limit, and sends. Returns what the endpoint answered, with `slot`
+    /// for the caller to give back at once, or `None` when there is nothing to record: the
+    /// delivery could not be attempted and is settled already, or a backend error was
+    /// reported as a [`HostEvent`] and the claim's lease runs out, so the delivery is tried
+    /// again then (a store that keeps failing is retried at the lease's pace, not in a loop).
+    pub(super) async fn request(
+        &self,
+        claim: Claim,
+        slot: EndpointSlot,
+    ) -> Option<(Answered, EndpointSlot)> {
         let delivery = &claim.delivery;
         let found = match self
             .parts
@@ -25,11 +38,8 @@ impl Worker {
         {
             Ok(found) => found,
             Err(error) => {
-                return self.backend_failed(
-                    BackendOperation::LoadWebhook,
-                    Some(delivery.id),
-                    error,
-                );
+                self.backend_failed(BackendOperation::LoadWebhook, Some(delivery.id), error);
+                return None;
             }
         };
         let (webhook, keys) = match found {
@@ -42,16 +52,16 @@ impl Worker {
                         describe(&status)
                     ),
                 };
-                return self.abandon(&claim, reason).await;
+                self.abandon(&claim, reason).await;
+                return None;
             }
         };
         if let Some(limit) = webhook.rate_limit {
             if !self.wait_for_turn(&claim, &webhook, limit).await {
-                return;
+                return None;
             }
         }
-        let span = tracing::Span::current();
-        span.record("url_host", webhook.url.host_str().unwrap_or_default());
+        tracing::Span::current().record("url_host", webhook.url.host_str().unwrap_or_default());
         let sent = self
             .parts
             .sender
@@ -63,7 +73,26 @@ impl Worker {
                 claim.payload.clone(),
             )
             .await;
-        drop(slot);
+        let answered = Answered {
+            claim,
+            webhook,
+            sent,
+        };
+        Some((answered, slot))
+    }
+
+    /// Records what the endpoint answered: decides by the retry policy, settles the claim,
+    /// tells the emit's ticket, and keeps the webhook's health. Never fails: a backend error
+    /// is reported as a [`HostEvent`], and the delivery is attempted again when its lease
+    /// runs out (at least once, never lost).
+    pub(super) async fn record(&self, answered: Answered) {
+        let Answered {
+            claim,
+            webhook,
+            sent,
+        } = answered;
+        let delivery = &claim.delivery;
+        let span = tracing::Span::current();
         let now = Utc::now();
         let decision = decide(
             &sent.result,

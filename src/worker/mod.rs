@@ -11,10 +11,12 @@
 
 mod attempt;
 mod depth;
+mod hold;
 mod limit;
 mod purge;
+mod runner;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -30,6 +32,8 @@ use crate::queue::{Claim, ClaimRequest, DeliveryQueue, Finish, LeaseId, Retentio
 use crate::store::ConfigStore;
 use crate::webhook::{DeliveryId, IdMap, WebhookId};
 use crate::EventType;
+use hold::{Busy, Held};
+use runner::Started;
 
 /// How many times its [`per_endpoint`](WorkerOptions::per_endpoint) limit a webhook may have
 /// claimed at once in one worker, in flight and waiting for a slot together.
@@ -369,22 +373,32 @@ impl Drop for WorkerHandle {
 /// One attempt in flight, from its start until its outcome is recorded. However the attempt
 /// ends — settled, panicked, or cancelled by a hard stop — dropping this uncounts it and
 /// forgets the claim, so a panic can never leave a claim held for ever.
-struct InFlight {
-    worker: Worker,
+struct InFlight<'a> {
+    worker: &'a Worker,
     webhook: WebhookId,
     delivery: DeliveryId,
     /// The attempt settled its claim: nothing is left to return at a hard stop.
     settled: bool,
 }
 
-impl InFlight {
+impl<'a> InFlight<'a> {
+    /// Counts the attempt of `claim`, which [`Worker::begin`] listed, until it is recorded.
+    fn new(worker: &'a Worker, claim: &Claim) -> Self {
+        Self {
+            worker,
+            webhook: claim.delivery.webhook_id,
+            delivery: claim.delivery.id,
+            settled: false,
+        }
+    }
+
     /// The attempt settled its claim: nothing is left to return at a hard stop.
     fn settled(mut self) {
         self.settled = true;
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // Its claim stays listed, so a hard stop returns it; otherwise the lease runs out.
@@ -393,16 +407,16 @@ impl Drop for InFlight {
                 webhook_id: self.webhook,
             });
         }
-        let limited = {
+        let wants_room = {
             let mut busy = self.worker.busy();
             if self.settled {
                 busy.claims.remove(&self.delivery);
             }
             busy.attempts = busy.attempts.saturating_sub(1);
-            busy.limited
+            std::mem::take(&mut busy.wants_room)
         };
-        if limited {
-            // The worker may hold one more claim.
+        if wants_room {
+            // The loop waits for room to hold one more claim.
             self.worker.finished.notify_one();
         }
     }
@@ -422,19 +436,18 @@ struct EndpointSlot {
 
 impl Drop for EndpointSlot {
     fn drop(&mut self) {
+        // Without its permit, the slot was passed on already.
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
         let limited = {
             let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-            busy.observe(self.webhook, self.taken.elapsed());
-            if let Some(n) = busy.per_webhook.get_mut(&self.webhook) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    busy.per_webhook.remove(&self.webhook);
-                }
-            }
+            busy.free_slot(self.webhook, self.taken.elapsed());
+            // Freed under the lock, before the loop is woken: a claim the loop admits
+            // meanwhile either finds the permit or is waiting when `limited` is read.
+            drop(permit);
             busy.limited
         };
-        // Freed before the loop is woken, so a waiting claim finds it.
-        drop(self.permit.take());
         if limited {
             // Some webhook was left out of the last claim for being at its limit, or a
             // claim waits for a permit.
@@ -500,7 +513,7 @@ pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle 
         busy: Arc::new(Mutex::new(Busy::default())),
         finished: Arc::new(Notify::new()),
         events: events.clone(),
-        options,
+        options: Arc::new(options),
         limiter: Arc::default(),
     };
     // Counted from the start, not from the task's first poll: a caller that checks right
@@ -530,113 +543,20 @@ pub(crate) fn start(parts: WorkerParts, options: WorkerOptions) -> WorkerHandle 
     }
 }
 
-/// A claim that could not start when it arrived: its endpoint had no free slot, or the
-/// worker no free permit.
-struct Held {
-    /// Claim order across webhooks: the oldest claim starts first.
-    order: u64,
-    claim: Claim,
-    lease_until: DateTime<Utc>,
-}
-
-/// The claims waiting to start, per webhook in the order they were claimed, and each
-/// webhook's first claim by claim order. Owned by the worker's loop.
-#[derive(Default)]
-struct Waiting {
-    claims: IdMap<WebhookId, VecDeque<Held>>,
-    fronts: BTreeMap<u64, WebhookId>,
-    len: usize,
-    next: u64,
-}
-
-impl Waiting {
-    fn of(&self, webhook: &WebhookId) -> usize {
-        self.claims.get(webhook).map_or(0, VecDeque::len)
-    }
-
-    fn push(&mut self, claim: Claim, lease_until: DateTime<Utc>) {
-        let order = self.next;
-        self.next += 1;
-        self.len += 1;
-        let webhook = claim.delivery.webhook_id;
-        let queue = self.claims.entry(webhook).or_default();
-        if queue.is_empty() {
-            self.fronts.insert(order, webhook);
-        }
-        queue.push_back(Held {
-            order,
-            claim,
-            lease_until,
-        });
-    }
-
-    /// The first webhook, by its first claim, whose first claim came after `after`.
-    fn next_front(&self, after: Option<u64>) -> Option<(u64, WebhookId)> {
-        let from = after.map_or(0, |order| order + 1);
-        self.fronts.range(from..).next().map(|(o, w)| (*o, *w))
-    }
-
-    fn front(&self, webhook: &WebhookId) -> Option<&Held> {
-        self.claims.get(webhook).and_then(VecDeque::front)
-    }
-
-    fn pop(&mut self, webhook: &WebhookId) -> Option<Held> {
-        let queue = self.claims.get_mut(webhook)?;
-        let held = queue.pop_front()?;
-        self.len -= 1;
-        self.fronts.remove(&held.order);
-        match queue.front() {
-            Some(next) => {
-                self.fronts.insert(next.order, *webhook);
-            }
-            None => {
-                self.claims.remove(webhook);
-            }
-        }
-        Some(held)
-    }
-
-    fn drain(&mut self) -> impl Iterator<Item = Held> + '_ {
-        self.len = 0;
-        self.fronts.clear();
-        self.claims.drain().flat_map(|(_, queue)| queue)
-    }
-}
-
-/// Webhooks whose pace a worker remembers at most; past this it forgets them all and
-/// learns again.
-const PACES_KEPT: usize = 4096;
-
-/// What is in flight: per webhook, and the claims to return at a hard stop.
-#[derive(Debug, Default)]
-struct Busy {
-    per_webhook: IdMap<WebhookId, usize>,
-    /// Attempts started and not yet recorded (their requests in flight, or answered and
-    /// being settled).
-    attempts: usize,
-    claims: IdMap<DeliveryId, LeaseId>,
-    /// The last claim left a webhook out for being at its limit: an attempt that ends
-    /// must wake the loop to claim for it again.
-    limited: bool,
-    /// How long each webhook's requests hold their slot, averaged (the newest counts 1/8).
-    pace: IdMap<WebhookId, Duration>,
-}
-
-impl Busy {
-    /// Notes that one of `webhook`'s requests held its slot for `held`.
-    fn observe(&mut self, webhook: WebhookId, held: Duration) {
-        if self.pace.len() >= PACES_KEPT && !self.pace.contains_key(&webhook) {
-            self.pace.clear();
-        }
-        let pace = self.pace.entry(webhook).or_insert(held);
-        *pace = pace.saturating_mul(7).saturating_add(held) / 8;
-    }
+/// What became of a claim the worker was given.
+enum Placed {
+    /// Its attempt may start.
+    Started(Started),
+    /// It waits for a slot or a permit.
+    Waiting,
+    /// The worker may not hold it: it goes back to the queue.
+    Refused(Claim),
 }
 
 #[derive(Clone)]
 struct Worker {
     parts: WorkerParts,
-    options: WorkerOptions,
+    options: Arc<WorkerOptions>,
     lease: Duration,
     permits: Arc<Semaphore>,
     busy: Arc<Mutex<Busy>>,
@@ -685,23 +605,21 @@ impl Worker {
 
     async fn run(self, mut stopped: watch::Receiver<bool>, _running: Running) {
         let mut tasks = JoinSet::new();
-        let mut waiting = Waiting::default();
         let arrivals = self.parts.queue.arrivals();
         loop {
             while tasks.try_join_next().is_some() {}
-            self.start_waiting(&mut waiting, &mut tasks);
-            let room = self.room(&waiting);
+            self.start_waiting(&mut tasks);
+            let room = self.room();
             if room == 0 {
                 // Every claim the worker may hold is in flight or waiting: an attempt that
-                // ends makes room.
-                self.busy().limited = true;
+                // is recorded makes room, and wakes the loop.
                 tokio::select! {
                     _ = self.finished.notified() => {}
                     _ = stopped.changed() => break,
                 }
                 continue;
             }
-            let request = self.claim_request(&waiting, room);
+            let request = self.claim_request(room);
             let span = tracing::debug_span!(target: "dataops_webhooks", "claim",
                 limit = request.limit, claimed = tracing::field::Empty);
             // While the claim is out, attempts that end free slots and permits: claims
@@ -716,7 +634,7 @@ impl Worker {
                         _ = self.finished.notified() => {
                             freed = true;
                             while tasks.try_join_next().is_some() {}
-                            self.start_waiting(&mut waiting, &mut tasks);
+                            self.start_waiting(&mut tasks);
                         }
                     }
                 }
@@ -732,8 +650,7 @@ impl Worker {
             let full = claims.len() >= request.limit;
             let found = !claims.is_empty();
             for claim in claims {
-                self.admit(claim, request.lease_until(), &mut waiting, &mut tasks)
-                    .await;
+                self.admit(claim, request.lease_until(), &mut tasks).await;
             }
             if found {
                 continue;
@@ -741,7 +658,7 @@ impl Worker {
             // What the claim left out, and whether it came back full: when a slot frees and
             // neither changed, a claim could find nothing new, and is not made.
             let skipped = request.skip;
-            if freed && (full || skipped != self.claim_request(&waiting, 1).skip) {
+            if freed && (full || skipped != self.claim_request(1).skip) {
                 // A slot freed while the claim was out, and its notice was taken then.
                 continue;
             }
@@ -753,12 +670,12 @@ impl Worker {
                     _ = arrived(arrivals.as_deref()) => break,
                     _ = tokio::time::sleep(self.options.poll_interval) => break,
                     _ = stopped.changed() => {
-                        return self.stop(tasks, waiting).await;
+                        return self.stop(tasks).await;
                     }
                     _ = self.finished.notified() => {
                         while tasks.try_join_next().is_some() {}
-                        self.start_waiting(&mut waiting, &mut tasks);
-                        let skip = self.claim_request(&waiting, 1).skip;
+                        self.start_waiting(&mut tasks);
+                        let skip = self.claim_request(1).skip;
                         if full || skipped != skip {
                             break;
                         }
@@ -766,18 +683,21 @@ impl Worker {
                 }
             }
         }
-        self.stop(tasks, waiting).await;
+        self.stop(tasks).await;
     }
 
     /// How many more deliveries the worker may claim now: its batch, within
     /// `concurrency + prefetch` held in all (attempts not yet recorded, and waiting claims).
-    fn room(&self, waiting: &Waiting) -> usize {
+    /// When none, the next attempt recorded wakes the loop.
+    fn room(&self) -> usize {
         let concurrency = self.options.concurrency.max(1);
-        let in_flight = self.busy().attempts;
-        concurrency
+        let mut busy = self.busy();
+        let room = concurrency
             .saturating_add(self.options.prefetch)
-            .saturating_sub(in_flight.saturating_add(waiting.len))
-            .min(self.options.batch.max(1))
+            .saturating_sub(busy.attempts.saturating_add(busy.waiting.len))
+            .min(self.options.batch.max(1));
+        busy.wants_room = room == 0;
+        room
     }
 
     /// Most claims one webhook may have in this worker, in flight and waiting.
@@ -817,14 +737,14 @@ impl Worker {
     /// What the next claim asks for: up to `limit`, each webhook up to its cap counting what
     /// is in flight and waiting, and none for a webhook within half its endpoint limit of
     /// the cap (so a busy endpoint is claimed for in batches, not one by one).
-    fn claim_request(&self, waiting: &Waiting, limit: usize) -> ClaimRequest {
+    fn claim_request(&self, limit: usize) -> ClaimRequest {
         let per_endpoint = self.options.per_endpoint.max(1);
         let cap = self.per_webhook_cap();
         let refill_at = cap.saturating_sub(per_endpoint.div_ceil(2));
         let mut busy = self.busy();
         let mut held: HashMap<WebhookId, usize> =
             busy.per_webhook.iter().map(|(w, n)| (*w, *n)).collect();
-        for (webhook, queue) in &waiting.claims {
+        for (webhook, queue) in &busy.waiting.claims {
             *held.entry(*webhook).or_insert(0) += queue.len();
         }
         // A slow endpoint's smaller cap, as claims it already holds.
@@ -839,11 +759,27 @@ impl Worker {
             .filter(|(_, n)| **n > refill_at)
             .map(|(w, _)| *w)
             .collect();
+        // When each may be claimed for again, in claims it holds itself: an endpoint that
+        // answers and passes its permit on wakes the loop then.
+        let refill: IdMap<WebhookId, usize> = skip
+            .iter()
+            .map(|webhook| {
+                let own = busy
+                    .per_webhook
+                    .get(webhook)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_add(busy.waiting.of(webhook));
+                let over = held.get(webhook).map_or(0, |n| n.saturating_sub(refill_at));
+                (*webhook, own.saturating_sub(over))
+            })
+            .collect();
+        busy.refill = refill;
         // Webhooks over their request rate wait in the queue until their turn.
         skip.extend(self.limiter.paused(std::time::Instant::now()));
         skip.sort_unstable();
         skip.dedup();
-        busy.limited = !skip.is_empty() || !waiting.claims.is_empty();
+        busy.limited = !skip.is_empty() || !busy.waiting.claims.is_empty();
         ClaimRequest::new(Utc::now(), self.lease, limit)
             .skip(skip)
             .per_webhook(cap, held)
@@ -851,79 +787,99 @@ impl Worker {
 
     /// Starts a claim if its endpoint has a free slot and the worker a free permit, keeps it
     /// waiting if the worker may hold it, and returns it to the queue otherwise.
-    async fn admit(
-        &self,
-        claim: Claim,
-        lease_until: DateTime<Utc>,
-        waiting: &mut Waiting,
-        tasks: &mut JoinSet<()>,
-    ) {
+    async fn admit(&self, claim: Claim, lease_until: DateTime<Utc>, tasks: &mut JoinSet<()>) {
+        match self.place(claim, lease_until) {
+            Placed::Started(started) => self.spawn_runner(started, tasks),
+            Placed::Waiting => {}
+            Placed::Refused(claim) => self.release(claim.delivery.id, claim.lease).await,
+        }
+    }
+
+    /// Where [`admit`](Self::admit) puts `claim`: started, waiting, or refused.
+    fn place(&self, claim: Claim, lease_until: DateTime<Utc>) -> Placed {
         let webhook = claim.delivery.webhook_id;
-        let queued = waiting.of(&webhook);
+        let mut busy = self.busy();
+        let queued = busy.waiting.of(&webhook);
         if queued == 0 {
-            if let Some(permit) = self.start_permit(webhook) {
-                return self.spawn_attempt(claim, permit, tasks);
+            if let Some(permit) = self.start_permit(&mut busy, webhook) {
+                return Placed::Started(self.begin(&mut busy, claim, permit));
             }
         }
         let per_endpoint = self.options.per_endpoint.max(1);
-        let cap = self.cap_of(&self.busy(), &webhook);
-        if waiting.len < self.options.prefetch && queued < cap.saturating_sub(per_endpoint).max(1) {
-            // A slot or a permit freeing up must wake the loop to start it.
-            self.busy().limited = true;
-            return waiting.push(claim, lease_until);
+        let cap = self.cap_of(&busy, &webhook);
+        if busy.waiting.len < self.options.prefetch
+            && queued < cap.saturating_sub(per_endpoint).max(1)
+        {
+            // A slot or a permit freeing up must start it, or wake the loop to.
+            busy.limited = true;
+            busy.waiting.push(claim, lease_until);
+            return Placed::Waiting;
         }
-        self.release(claim.delivery.id, claim.lease).await;
+        Placed::Refused(claim)
     }
 
     /// A permit and one of `webhook`'s endpoint slots, if both are free.
-    fn start_permit(&self, webhook: WebhookId) -> Option<OwnedSemaphorePermit> {
+    fn start_permit(&self, busy: &mut Busy, webhook: WebhookId) -> Option<OwnedSemaphorePermit> {
         let permit = self.permits.clone().try_acquire_owned().ok()?;
-        self.take_slot(webhook).then_some(permit)
+        self.take_slot(busy, webhook).then_some(permit)
     }
 
     /// Starts waiting claims, the longest waiting first, while their endpoints have free
     /// slots and the worker free permits. A claim whose lease would run out before its
     /// request could time out goes back to the queue instead. Claims are made in order under
     /// the same lease, so once a claim is not expiring none made after it is.
-    fn start_waiting(&self, waiting: &mut Waiting, tasks: &mut JoinSet<()>) {
-        let margin = chrono::Duration::from_std(self.parts.sender.request_timeout())
-            .unwrap_or(chrono::Duration::MAX);
+    fn start_waiting(&self, tasks: &mut JoinSet<()>) {
+        let margin = self.expiry_margin();
         let now = Utc::now();
-        let mut after = None;
-        let mut expiring = true;
-        while let Some((order, webhook)) = waiting.next_front(after) {
-            while let Some(front) = waiting.front(&webhook) {
-                expiring = expiring && front.lease_until.signed_duration_since(now) <= margin;
-                let permit = if expiring {
-                    None
-                } else if self.permits.available_permits() == 0 {
-                    // Nothing more can start, and nothing later is expiring.
-                    return;
-                } else {
-                    match self.start_permit(webhook) {
-                        Some(permit) => Some(permit),
-                        None => break,
-                    }
-                };
-                let Some(held) = waiting.pop(&webhook) else {
-                    break;
-                };
-                match permit {
-                    Some(permit) => self.spawn_attempt(held.claim, permit, tasks),
-                    None => {
-                        let worker = self.clone();
-                        let (id, lease) = (held.claim.delivery.id, held.claim.lease);
-                        tasks.spawn(async move { worker.release(id, lease).await });
+        let mut starts = Vec::new();
+        let mut releases = Vec::new();
+        {
+            let mut busy = self.busy();
+            let mut after = None;
+            let mut expiring = true;
+            'fronts: while let Some((order, webhook)) = busy.waiting.next_front(after) {
+                while let Some(front) = busy.waiting.front(&webhook) {
+                    expiring = expiring && front.lease_until.signed_duration_since(now) <= margin;
+                    let permit = if expiring {
+                        None
+                    } else if self.permits.available_permits() == 0 {
+                        // Nothing more can start, and nothing later is expiring.
+                        break 'fronts;
+                    } else {
+                        match self.start_permit(&mut busy, webhook) {
+                            Some(permit) => Some(permit),
+                            None => break,
+                        }
+                    };
+                    let Some(held) = busy.waiting.pop(&webhook) else {
+                        break;
+                    };
+                    match permit {
+                        Some(permit) => starts.push(self.begin(&mut busy, held.claim, permit)),
+                        None => releases.push((held.claim.delivery.id, held.claim.lease)),
                     }
                 }
+                after = Some(order);
             }
-            after = Some(order);
+        }
+        for started in starts {
+            self.spawn_runner(started, tasks);
+        }
+        for (id, lease) in releases {
+            let worker = self.clone();
+            tasks.spawn(async move { worker.release(id, lease).await });
         }
     }
 
+    /// How long a waiting claim's lease must still run for its request to start: the
+    /// request timeout.
+    fn expiry_margin(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.parts.sender.request_timeout())
+            .unwrap_or(chrono::Duration::MAX)
+    }
+
     /// Takes one of `webhook`'s endpoint slots if one is free.
-    fn take_slot(&self, webhook: WebhookId) -> bool {
-        let mut busy = self.busy();
+    fn take_slot(&self, busy: &mut Busy, webhook: WebhookId) -> bool {
         let n = busy.per_webhook.entry(webhook).or_insert(0);
         if *n < self.options.per_endpoint.max(1) {
             *n += 1;
@@ -933,52 +889,19 @@ impl Worker {
         }
     }
 
-    /// Runs the attempt of `claim`, whose endpoint slot is taken, as a task of `tasks`.
-    fn spawn_attempt(&self, claim: Claim, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>) {
-        let (id, webhook) = (claim.delivery.id, claim.delivery.webhook_id);
-        {
-            let mut busy = self.busy();
-            busy.claims.insert(id, claim.lease);
-            busy.attempts = busy.attempts.saturating_add(1);
-        }
+    /// Lists `claim` as in flight, its endpoint slot taken and `permit` held: from here until
+    /// it is recorded, a hard stop returns it to the queue.
+    fn begin(&self, busy: &mut Busy, claim: Claim, permit: OwnedSemaphorePermit) -> Started {
+        busy.claims.insert(claim.delivery.id, claim.lease);
+        busy.attempts = busy.attempts.saturating_add(1);
         let slot = EndpointSlot {
             busy: self.busy.clone(),
             finished: self.finished.clone(),
-            webhook,
+            webhook: claim.delivery.webhook_id,
             taken: std::time::Instant::now(),
             permit: Some(permit),
         };
-        let in_flight = InFlight {
-            worker: self.clone(),
-            webhook,
-            delivery: id,
-            settled: false,
-        };
-        let span = tracing::info_span!(
-            target: "dataops_webhooks",
-            "attempt",
-            delivery_id = %id,
-            webhook_id = %webhook,
-            event_type = claim.delivery.event_type.as_str(),
-            attempt = claim.delivery.attempts.saturating_add(1),
-            url_host = tracing::field::Empty,
-            status = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-            error_kind = tracing::field::Empty,
-            decision = tracing::field::Empty,
-            retry_at = tracing::field::Empty,
-            disabled = tracing::field::Empty,
-        );
-        let attempt = async move {
-            in_flight.worker.attempt(claim, slot).await;
-            in_flight.settled();
-        };
-        // Unwrapped when nobody listens: no subscriber, no cost.
-        if span.is_disabled() {
-            tasks.spawn(attempt);
-        } else {
-            tasks.spawn(attempt.instrument(span));
-        }
+        Started { claim, slot }
     }
 
     async fn release(&self, id: DeliveryId, lease: LeaseId) {
@@ -997,8 +920,9 @@ impl Worker {
 
     /// Returns the claims still waiting for a slot, lets attempts in flight finish within the
     /// grace, then cancels the rest and returns their deliveries to the queue.
-    async fn stop(&self, mut tasks: JoinSet<()>, mut waiting: Waiting) {
-        for held in waiting.drain() {
+    async fn stop(&self, mut tasks: JoinSet<()>) {
+        let waiting: Vec<Held> = self.busy().waiting.drain().collect();
+        for held in waiting {
             self.release(held.claim.delivery.id, held.claim.lease).await;
         }
         let grace = self.options.shutdown_grace;

@@ -75,6 +75,17 @@ impl Flaky {
             .collect()
     }
 
+    /// The path of every request, in the order they arrived.
+    pub(crate) fn paths(&self) -> Vec<String> {
+        self.state
+            .log
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(path, _, _)| path.clone())
+            .collect()
+    }
+
     pub(crate) fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
