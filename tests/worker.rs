@@ -1077,3 +1077,55 @@ async fn a_freed_permit_goes_to_the_longest_waiting_claim_of_any_webhook() {
         );
     }
 }
+
+/// A panic while recording one outcome ends that attempt alone: the request the same task
+/// made next is still sent and recorded once, and only the panicked delivery is reported and
+/// attempted again when its lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_settle_ends_only_its_own_attempt() {
+    let server = Flaky::start().await;
+    let d = WebhookDispatcher::builder()
+        .queue(std::sync::Arc::new(FailsFirstSettle::panicking()))
+        .address_policy(AddressPolicy::allow_private())
+        .request_timeout(300 * MS)
+        .build()
+        .expect("dispatcher");
+    let count = hook(&d, server.url("/count")).await;
+    for n in 0..2 {
+        d.emit(event(n)).await.expect("emit");
+    }
+    let worker = d.start_worker(options().concurrency(1).lease(Duration::from_secs(1)));
+    let mut events = worker.events();
+    let records = settled(&d, count).await;
+    assert!(
+        records
+            .iter()
+            .all(|r| r.status == DeliveryStatus::Succeeded),
+        "{records:?}"
+    );
+    let mut requests: Vec<usize> = records
+        .iter()
+        .map(|r| {
+            let id = r.id.to_string();
+            server
+                .requests("/count")
+                .iter()
+                .filter(|(d, _)| *d == id)
+                .count()
+        })
+        .collect();
+    requests.sort_unstable();
+    assert_eq!(
+        requests,
+        [1, 2],
+        "only the panicked delivery was sent again"
+    );
+    worker.shutdown().await;
+    let mut panicked = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let HostEvent::AttemptPanicked { delivery_id, .. } = event {
+            panicked.push(delivery_id);
+        }
+    }
+    assert_eq!(panicked.len(), 1, "{panicked:?}");
+}

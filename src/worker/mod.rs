@@ -396,6 +396,15 @@ impl<'a> InFlight<'a> {
     fn settled(mut self) {
         self.settled = true;
     }
+
+    /// The attempt panicked, and the panic was caught: its claim stays listed, so a hard
+    /// stop returns it; otherwise the lease runs out and it is claimed again.
+    fn panicked(self) {
+        self.worker.tell(HostEvent::AttemptPanicked {
+            delivery_id: self.delivery,
+            webhook_id: self.webhook,
+        });
+    }
 }
 
 impl Drop for InFlight<'_> {

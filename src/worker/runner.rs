@@ -4,9 +4,12 @@
 //!
 //! So a busy worker neither spawns a task nor wakes its loop per delivery: a task ends only
 //! when no waiting claim may start, and the loop hears of it then. Recording never holds a
-//! request slot: the next request is out while the last outcome is being settled.
+//! request slot: the next request is out while the last outcome is being settled. A panic in
+//! one attempt (a host's transport or queue, most likely) ends that attempt alone, as if it
+//! had its own task: the others the task runs go on.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -41,18 +44,15 @@ impl Worker {
             let requested = settling
                 .alongside(self.request(claim, slot).instrument(span.clone()))
                 .await;
-            let Some((answered, slot)) = requested else {
-                in_flight.settled();
-                continue;
-            };
-            next = self.pass_on(slot);
-            settling.push(
-                async move {
-                    in_flight.worker.record(answered).await;
-                    in_flight.settled();
+            match requested {
+                // Its endpoint slot and permit went with the request.
+                Err(Panicked) => in_flight.panicked(),
+                Ok(None) => in_flight.settled(),
+                Ok(Some((answered, slot))) => {
+                    next = self.pass_on(slot);
+                    settling.push(in_flight, self.record(answered).instrument(span));
                 }
-                .instrument(span),
-            );
+            }
         }
         settling.finish().await;
     }
@@ -120,22 +120,52 @@ fn attempt_span(claim: &Claim) -> tracing::Span {
     )
 }
 
+/// An attempt's future panicked.
+struct Panicked;
+
+/// Polls `future`, catching a panic in it, so that one attempt's panic does not end the
+/// attempts its task runs alongside.
+fn poll_caught<F: Future + ?Sized>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<F::Output, Panicked>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+        Err(_) => Poll::Ready(Err(Panicked)),
+    }
+}
+
+/// A record being settled, and the attempt it ends.
+type Record<'a> = (InFlight<'a>, Pin<Box<dyn Future<Output = ()> + Send + 'a>>);
+
 /// Outcomes being recorded by one runner while its next request is out.
 #[derive(Default)]
 struct Settling<'a> {
-    records: Vec<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+    records: Vec<Record<'a>>,
 }
 
 impl<'a> Settling<'a> {
-    /// Adds a record to settle; it is first polled with the runner's next request.
-    fn push(&mut self, record: impl Future<Output = ()> + Send + 'a) {
-        self.records.push(Box::pin(record));
+    /// Adds the record of `in_flight`'s outcome; it is first polled with the runner's next
+    /// request.
+    fn push(&mut self, in_flight: InFlight<'a>, record: impl Future<Output = ()> + Send + 'a) {
+        self.records.push((in_flight, Box::pin(record)));
     }
 
-    /// Polls every record; ready once none is left.
+    /// Polls every record, ending the attempts whose record is done; ready once none is left.
     fn poll_records(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.records
-            .retain_mut(|record| record.as_mut().poll(cx).is_pending());
+        let mut i = 0;
+        while let Some((_, record)) = self.records.get_mut(i) {
+            let Poll::Ready(recorded) = poll_caught(record.as_mut(), cx) else {
+                i += 1;
+                continue;
+            };
+            let (in_flight, _) = self.records.swap_remove(i);
+            match recorded {
+                Ok(()) => in_flight.settled(),
+                Err(Panicked) => in_flight.panicked(),
+            }
+        }
         if self.records.is_empty() {
             Poll::Ready(())
         } else {
@@ -143,12 +173,12 @@ impl<'a> Settling<'a> {
         }
     }
 
-    /// Runs `request` to its end, settling records meanwhile.
-    async fn alongside<T>(&mut self, request: impl Future<Output = T>) -> T {
+    /// Runs `request` to its end (or its panic), settling records meanwhile.
+    async fn alongside<T>(&mut self, request: impl Future<Output = T>) -> Result<T, Panicked> {
         let mut request = std::pin::pin!(request);
         std::future::poll_fn(|cx| {
             let _ = self.poll_records(cx);
-            request.as_mut().poll(cx)
+            poll_caught(request.as_mut(), cx)
         })
         .await
     }

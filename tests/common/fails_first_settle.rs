@@ -1,5 +1,5 @@
-//! A queue whose first settle fails, or waits until the test lets it through, for the tests
-//! of how backend failures are reported and of what a slow settle holds up.
+//! A queue whose first settle fails, waits until the test lets it through, or panics, for the
+//! tests of how backend failures are reported and of what a slow or panicking settle holds up.
 #![allow(dead_code)] // each test crate uses its own subset
 
 use dataops_webhooks::queue::{DeliveryQuery, DeliveryRecord};
@@ -11,6 +11,7 @@ pub(crate) struct FailsFirstSettle {
     inner: dataops_webhooks::queue::MemoryQueue,
     failed: std::sync::atomic::AtomicBool,
     gate: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    panics: bool,
 }
 
 impl FailsFirstSettle {
@@ -18,6 +19,14 @@ impl FailsFirstSettle {
     pub(crate) fn held(gate: std::sync::Arc<tokio::sync::Semaphore>) -> Self {
         Self {
             gate: Some(gate),
+            ..Self::default()
+        }
+    }
+
+    /// A queue whose first settle panics.
+    pub(crate) fn panicking() -> Self {
+        Self {
+            panics: true,
             ..Self::default()
         }
     }
@@ -45,6 +54,7 @@ impl dataops_webhooks::DeliveryQueue for FailsFirstSettle {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<dataops_webhooks::queue::FinishReport, dataops_webhooks::queue::QueueError> {
         if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            assert!(!self.panics, "the outbox panicked while settling");
             if let Some(gate) = &self.gate {
                 let _ = gate
                     .acquire()
