@@ -156,3 +156,83 @@ impl Busy {
         *pace = pace.saturating_mul(7).saturating_add(held) / 8;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::DeliveryRecord;
+    use crate::webhook::{EventId, OrgId};
+    use crate::EventType;
+
+    fn claim(webhook: WebhookId) -> Claim {
+        let record = DeliveryRecord::new(
+            DeliveryId::new(),
+            EventId::new(),
+            OrgId::new("o"),
+            EventType::DatasetComplete,
+            webhook,
+            "http://127.0.0.1/",
+            Utc::now(),
+        );
+        Claim::new(record, bytes::Bytes::new(), LeaseId::random())
+    }
+
+    /// Fronts come in claim order across webhooks, and a webhook's next claim takes its
+    /// place by its own order once its first is popped.
+    #[test]
+    fn waiting_claims_come_out_oldest_first_across_webhooks() {
+        let (a, b) = (WebhookId::new(), WebhookId::new());
+        let mut waiting = Waiting::default();
+        let claims = [claim(a), claim(b), claim(a)];
+        let ids: Vec<DeliveryId> = claims.iter().map(|c| c.delivery.id).collect();
+        for c in claims {
+            waiting.push(c, Utc::now());
+        }
+        assert_eq!((waiting.len, waiting.of(&a), waiting.of(&b)), (3, 2, 1));
+        let (first, webhook) = waiting.next_front(None).expect("a front");
+        assert_eq!(webhook, a);
+        assert_eq!(waiting.next_front(Some(first)).map(|(_, w)| w), Some(b));
+        let popped = waiting.pop(&a).expect("a's first");
+        assert_eq!(popped.claim.delivery.id, ids[0]);
+        // b's claim is older than a's second.
+        assert_eq!(waiting.next_front(None).map(|(_, w)| w), Some(b));
+        assert_eq!(waiting.pop(&b).map(|h| h.claim.delivery.id), Some(ids[1]));
+        assert_eq!(waiting.pop(&a).map(|h| h.claim.delivery.id), Some(ids[2]));
+        assert!(waiting.pop(&a).is_none());
+        assert_eq!(waiting.len, 0);
+        assert!(waiting.next_front(None).is_none());
+        assert!(waiting.claims.is_empty(), "an emptied webhook is not kept");
+    }
+
+    /// A webhook left out of a claim says once that it may be claimed for again, when what
+    /// it holds in flight and waiting falls to its mark, and not before.
+    #[test]
+    fn a_refill_is_due_once_when_held_claims_fall_to_the_mark() {
+        let (a, other) = (WebhookId::new(), WebhookId::new());
+        let mut busy = Busy::default();
+        busy.per_webhook.insert(a, 2);
+        busy.waiting.push(claim(a), Utc::now());
+        busy.refill.insert(a, 2);
+        assert!(!busy.refill_due(&a), "holds 3, the mark is 2");
+        assert!(!busy.refill_due(&other), "not left out");
+        busy.free_slot(a, Duration::from_millis(5));
+        assert_eq!(busy.per_webhook.get(&a), Some(&1));
+        assert!(busy.refill_due(&a), "holds 2");
+        assert!(!busy.refill_due(&a), "said once");
+    }
+
+    /// Freeing a webhook's last slot forgets it, and its pace is learnt with the newest
+    /// request counting an eighth.
+    #[test]
+    fn freeing_slots_counts_down_and_learns_the_pace() {
+        let a = WebhookId::new();
+        let mut busy = Busy::default();
+        busy.per_webhook.insert(a, 1);
+        busy.free_slot(a, Duration::from_millis(80));
+        assert!(busy.per_webhook.is_empty());
+        assert_eq!(busy.pace.get(&a), Some(&Duration::from_millis(80)));
+        busy.free_slot(a, Duration::from_millis(160));
+        assert_eq!(busy.pace.get(&a), Some(&Duration::from_millis(90)));
+        assert!(busy.per_webhook.is_empty(), "never below zero");
+    }
+}
