@@ -43,6 +43,16 @@ fn dispatcher() -> WebhookDispatcher {
         .expect("dispatcher")
 }
 
+/// A dispatcher over `queue`, otherwise as [`dispatcher`].
+fn dispatcher_over(queue: FailsFirstSettle) -> WebhookDispatcher {
+    WebhookDispatcher::builder()
+        .queue(std::sync::Arc::new(queue))
+        .address_policy(AddressPolicy::allow_private())
+        .request_timeout(300 * MS)
+        .build()
+        .expect("dispatcher")
+}
+
 fn event(n: usize) -> Event {
     Event::dataset_complete(
         "p",
@@ -920,12 +930,7 @@ async fn running_workers_says_whether_emits_will_be_sent_from_here() {
 async fn a_failed_settle_is_reported_with_its_operation_delivery_and_cause() {
     use dataops_webhooks::BackendOperation;
     let server = Flaky::start().await;
-    let d = WebhookDispatcher::builder()
-        .queue(std::sync::Arc::new(FailsFirstSettle::default()))
-        .address_policy(AddressPolicy::allow_private())
-        .request_timeout(300 * MS)
-        .build()
-        .expect("dispatcher");
+    let d = dispatcher_over(FailsFirstSettle::default());
     let hook = hook(&d, server.url("/ok")).await;
     let worker = d.start_worker(options().lease(300 * MS));
     let mut events = worker.events();
@@ -1084,12 +1089,7 @@ async fn a_freed_permit_goes_to_the_longest_waiting_claim_of_any_webhook() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_settle_ends_only_its_own_attempt() {
     let server = Flaky::start().await;
-    let d = WebhookDispatcher::builder()
-        .queue(std::sync::Arc::new(FailsFirstSettle::panicking()))
-        .address_policy(AddressPolicy::allow_private())
-        .request_timeout(300 * MS)
-        .build()
-        .expect("dispatcher");
+    let d = dispatcher_over(FailsFirstSettle::panicking());
     let count = hook(&d, server.url("/count")).await;
     for n in 0..2 {
         d.emit(event(n)).await.expect("emit");

@@ -117,19 +117,23 @@ pub(super) struct Busy {
 }
 
 impl Busy {
+    /// The claims `webhook` holds in this worker: its requests in flight and its claims
+    /// waiting.
+    pub(super) fn held_by(&self, webhook: &WebhookId) -> usize {
+        self.per_webhook
+            .get(webhook)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(self.waiting.of(webhook))
+    }
+
     /// Whether `webhook`, left out of the last claim, now holds few enough claims to be
     /// claimed for again; says so once.
     pub(super) fn refill_due(&mut self, webhook: &WebhookId) -> bool {
         let Some(&at) = self.refill.get(webhook) else {
             return false;
         };
-        let held = self
-            .per_webhook
-            .get(webhook)
-            .copied()
-            .unwrap_or(0)
-            .saturating_add(self.waiting.of(webhook));
-        if held > at {
+        if self.held_by(webhook) > at {
             return false;
         }
         self.refill.remove(webhook);

@@ -773,12 +773,7 @@ impl Worker {
         let refill: IdMap<WebhookId, usize> = skip
             .iter()
             .map(|webhook| {
-                let own = busy
-                    .per_webhook
-                    .get(webhook)
-                    .copied()
-                    .unwrap_or(0)
-                    .saturating_add(busy.waiting.of(webhook));
+                let own = busy.held_by(webhook);
                 let over = held.get(webhook).map_or(0, |n| n.saturating_sub(refill_at));
                 (*webhook, own.saturating_sub(over))
             })
