@@ -220,8 +220,9 @@ pub enum HostEvent {
         /// The webhook.
         webhook_id: WebhookId,
     },
-    /// An attempt panicked (a host's transport or store, most likely). The worker carries on;
-    /// the delivery is claimed again when its lease ends.
+    /// An attempt panicked (a host's transport, store or queue, most likely). The worker
+    /// carries on, and so do the other attempts; the delivery is claimed again when its lease
+    /// ends.
     AttemptPanicked {
         /// The delivery.
         delivery_id: DeliveryId,
