@@ -455,6 +455,35 @@ pub async fn a_skipped_webhooks_backlog_hides_no_other<B: DeliveryQueue>(queue: 
     );
 }
 
+/// A webhook whose room a claim fills first, with more of its deliveries due after, does not
+/// change what the claim takes from the others: theirs, oldest due first, however the queue
+/// looks past the backlog.
+pub async fn a_webhook_at_its_room_leaves_the_others_in_due_order<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
+    let (busy, b, c) = (WebhookId::new(), WebhookId::new(), WebhookId::new());
+    let backlog = [busy; 40];
+    enqueue(queue, event(0, &backlog)).await;
+    enqueue(queue, event(1, &[c])).await;
+    enqueue(queue, event(2, &[b])).await;
+    enqueue(queue, event(3, &[c])).await;
+    enqueue(queue, event(4, &[b])).await;
+    let claims = queue
+        .claim(
+            &ClaimRequest::new(t(10), LEASE, 4).per_webhook(2, [(busy, 1)].into_iter().collect()),
+        )
+        .await
+        .expect("claim");
+    let got: Vec<(WebhookId, DateTime<Utc>)> = claims
+        .iter()
+        .map(|c| (c.delivery.webhook_id, c.delivery.created_at))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(busy, t(0)), (c, t(1)), (b, t(2)), (c, t(3))],
+        "room: one of the backlog (1 busy of 2), then the others' oldest due first, within the limit"
+    );
+}
+
 /// A repeated idempotency key records nothing and returns the first event and its deliveries; keys are per organization.
 pub async fn idempotency_keys_return_the_first_event<B: DeliveryQueue>(queue: Arc<B>) {
     let queue = &*queue;
