@@ -5,8 +5,9 @@
 //! glibc's allocator, so each reallocation locks a shared arena, and the runtime's threads
 //! (an emit on one, an attempt freeing a payload on the other) wait for each other there:
 //! a profile of the in-memory sender to one endpoint counted about one context switch in
-//! twenty on those locks from serializing alone. Events of one kind are about the same size, so the next body is
-//! written into a buffer the size of the last one, with some room to spare.
+//! twenty on those locks from serializing alone. Events of one kind are about the same size,
+//! so the next body is written into a buffer the size of the last one, with some room to
+//! spare.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -226,6 +226,7 @@ fn choose(conn: &Connection, request: &ClaimRequest) -> Result<Vec<String>, Fail
     let mut selection = request.selection();
     let mut chosen: Vec<(i64, String, WebhookId)> = Vec::new();
     let mut seen = 0;
+    let mut backlog = false;
     {
         // `LIMIT (SELECT ?2)`, not `LIMIT ?2`: SQLite recompiles a statement whose plan read a
         // bound LIMIT each time it is bound again.
@@ -235,7 +236,7 @@ fn choose(conn: &Connection, request: &ClaimRequest) -> Result<Vec<String>, Fail
              ORDER BY due_at LIMIT (SELECT ?2)",
         )?;
         let mut rows = due.query(params![now, i64::try_from(window).unwrap_or(i64::MAX)])?;
-        let mut refused = 0;
+        let (mut refused, give_up) = (0, backlog_run(window));
         while !selection.is_full() {
             let Some(row) = rows.next()? else { break };
             seen += 1;
@@ -245,16 +246,16 @@ fn choose(conn: &Connection, request: &ClaimRequest) -> Result<Vec<String>, Fail
                 refused = 0;
             } else {
                 refused += 1;
-                if refused >= backlog_run(window) {
+                if refused >= give_up {
                     // Most likely one webhook's backlog at its limit: the probes below find
                     // the others' work without reading the rest of it.
-                    seen = window;
+                    backlog = true;
                     break;
                 }
             }
         }
     }
-    if selection.is_full() || seen < window {
+    if selection.is_full() || (seen < window && !backlog) {
         return Ok(chosen.into_iter().map(|(_, id, _)| id).collect());
     }
     let mut webhooks = Vec::new();
