@@ -953,7 +953,7 @@ async fn migrating_from_version_4_queues_pending_deliveries_with_their_leases() 
              UPDATE {s}.deliveries SET due_at = now() + interval '10 minutes', lease = 77
                  WHERE id = '{}';
              UPDATE {s}.deliveries SET status = 'succeeded', due_at = NULL WHERE id = '{}';
-             DELETE FROM {s}.migrations WHERE version = 5;",
+             DELETE FROM {s}.migrations WHERE version >= 5;",
             ids[0], ids[2]
         ))
         .await;

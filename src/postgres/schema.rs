@@ -5,7 +5,7 @@ use super::PostgresError;
 use crate::webhook::validate::reserved_header_sql;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The payload of the notice a configuration change sends (see `cache`).
 pub(super) const CONFIG_CHANGED: &str = "config";
@@ -13,7 +13,7 @@ pub(super) const CONFIG_CHANGED: &str = "config";
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`. `{s}` is the
 /// schema, `{channel}` the `NOTIFY` channel, `{reserved}` the condition that a header name
 /// `h.key` is reserved.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     r#"
 CREATE TABLE {s}.webhooks (
     id      text PRIMARY KEY,
@@ -258,6 +258,105 @@ BEGIN
         WHERE id = p_id;
     END IF;
 END $$;
+"#,
+    r#"
+-- A group's settles as set operations (the statement `finish_set`; `finish` settle by
+-- settle), in a function so that PostgreSQL keeps a plan that reads every table through
+-- its keys. A prepared statement's plan is made once per connection and kept: made while
+-- the tables were small, it read them whole for every group, long after they had grown.
+-- Distinct deliveries only: one lock pass over the deliveries (webhook then delivery order,
+-- as `finish_many`), one insert of the attempts, one update of the deliveries, and per
+-- webhook one change of its health, which the group's latest attempt decides (a failure
+-- leaves it failing since its first failure, a success clears it and reports the recovery
+-- on that webhook's first successful settle of the group).
+CREATE OR REPLACE FUNCTION {s}.finish_set(
+    text[], bigint[], timestamptz[], boolean[], timestamptz[], integer[], bigint[], text[],
+    text[], text[], text[], timestamptz[], text[])
+RETURNS TABLE (o_ordinal bigint, o_found boolean, o_held boolean,
+               o_failing_since timestamptz, o_recovered boolean)
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
+BEGIN
+    RETURN QUERY
+    WITH t AS (
+        SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[],
+                             $4::boolean[], $5::timestamptz[], $6::integer[],
+                             $7::bigint[], $8::text[], $9::text[], $10::text[],
+                             $11::text[], $12::timestamptz[], $13::text[])
+            WITH ORDINALITY AS t(id, lease, at_now, attempted, attempted_at, status,
+                                 duration_us, response, error_kind, error,
+                                 next_status, due, next_error, ordinal)),
+    cur AS MATERIALIZED (
+        SELECT d.id, d.webhook_id, d.status
+        FROM t JOIN {s}.deliveries d ON d.id = t.id
+        ORDER BY d.webhook_id, d.id
+        FOR UPDATE OF d),
+    leases AS MATERIALIZED (
+        SELECT q.delivery_id, q.lease
+        FROM cur c JOIN {s}.queue q ON q.delivery_id = c.id
+        ORDER BY c.webhook_id, c.id
+        FOR UPDATE OF q),
+    j AS MATERIALIZED (
+        SELECT t.*, c.webhook_id, c.id IS NOT NULL AS known,
+               coalesce(l.delivery_id IS NOT NULL
+                        AND l.lease IS NOT DISTINCT FROM t.lease
+                        AND c.status = 'pending', false) AS held
+        FROM t LEFT JOIN cur c ON c.id = t.id
+        LEFT JOIN leases l ON l.delivery_id = t.id),
+    requeued AS (
+        UPDATE {s}.queue q SET due_at = j.due, lease = NULL
+        FROM j WHERE q.delivery_id = j.id AND j.held AND j.next_status = 'pending'),
+    dequeued AS (
+        DELETE FROM {s}.queue q USING j
+        WHERE q.delivery_id = j.id AND j.held AND j.next_status <> 'pending'),
+    att AS (
+        INSERT INTO {s}.attempts
+            (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
+        SELECT id, attempted_at, status, duration_us, response, error_kind, error
+        FROM j WHERE known AND attempted ORDER BY ordinal
+        RETURNING 1),
+    latest AS (
+        SELECT DISTINCT ON (webhook_id) webhook_id, error_kind IS NULL AS ok, at_now
+        FROM j WHERE known AND attempted
+        ORDER BY webhook_id, attempted_at DESC, ordinal DESC),
+    healed AS (
+        DELETE FROM {s}.endpoint_health h USING latest l
+        WHERE l.ok AND h.webhook_id = l.webhook_id
+        RETURNING h.webhook_id),
+    failing AS (
+        INSERT INTO {s}.endpoint_health AS h (webhook_id, failing_since)
+        SELECT webhook_id, at_now FROM latest WHERE NOT ok ORDER BY webhook_id
+        ON CONFLICT (webhook_id) DO NOTHING
+        RETURNING h.webhook_id, h.failing_since),
+    moved AS (
+        UPDATE {s}.deliveries d SET
+            status = CASE WHEN j.held THEN j.next_status ELSE d.status END,
+            due_at = CASE WHEN j.held THEN j.due ELSE d.due_at END,
+            lease = CASE WHEN j.held THEN NULL ELSE d.lease END,
+            attempts = d.attempts + j.attempted::integer,
+            last_error = CASE WHEN NOT j.held THEN j.error
+                              WHEN j.next_error IS NOT NULL
+                                   OR j.next_status = 'succeeded' THEN j.next_error
+                              WHEN j.attempted THEN j.error
+                              ELSE d.last_error END,
+            updated_at = j.at_now
+        FROM j WHERE d.id = j.id AND j.known AND (j.held OR j.attempted)
+        RETURNING 1)
+    SELECT j.ordinal, j.known, j.held,
+        CASE WHEN j.attempted AND j.error_kind IS NOT NULL AND NOT l.ok
+             THEN coalesce(f.failing_since, h.failing_since) END,
+        coalesce(j.attempted AND j.error_kind IS NULL AND hd.webhook_id IS NOT NULL
+            AND j.ordinal = min(j.ordinal) FILTER (
+                WHERE j.attempted AND j.error_kind IS NULL)
+                OVER (PARTITION BY j.webhook_id), false)
+    FROM j
+    LEFT JOIN latest l ON l.webhook_id = j.webhook_id
+    LEFT JOIN failing f ON f.webhook_id = j.webhook_id
+    LEFT JOIN {s}.endpoint_health h ON h.webhook_id = j.webhook_id
+    LEFT JOIN healed hd ON hd.webhook_id = j.webhook_id
+    ORDER BY j.ordinal;
+END $$;
+ALTER FUNCTION {s}.finish(text, bigint, timestamptz, boolean, timestamptz, integer, bigint,
+    text, text, text, text, timestamptz, text) SET enable_seqscan = off;
 "#,
 ];
 
@@ -505,9 +604,12 @@ impl Statements {
                     ON true
                 ORDER BY due.was_due, d.id"),
             // Settles, one transaction: in webhook then delivery order, so that concurrent
-            // groups lock health and delivery rows in the same order.
+            // groups lock health and delivery rows in the same order. Each webhook is read
+            // in a subquery of its own, by the delivery's key whatever the table's size
+            // when the plan was made (a join could be planned as a read of the whole table).
             finish_many: r("WITH t AS MATERIALIZED (
-                    SELECT t.*, d.webhook_id
+                    SELECT t.*, (SELECT d.webhook_id FROM {s}.deliveries d
+                                 WHERE d.id = t.id) AS webhook_id
                     FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::boolean[],
                                 $5::timestamptz[], $6::integer[], $7::bigint[], $8::text[],
                                 $9::text[], $10::text[], $11::text[], $12::timestamptz[],
@@ -515,96 +617,16 @@ impl Statements {
                         WITH ORDINALITY AS t(id, lease, at_now, attempted, attempted_at, status,
                                              duration_us, response, error_kind, error,
                                              next_status, due, next_error, ordinal)
-                    LEFT JOIN {s}.deliveries d ON d.id = t.id
-                    ORDER BY d.webhook_id, t.id)
+                    ORDER BY webhook_id, t.id)
                 SELECT t.ordinal, f.o_found, f.o_held, f.o_failing_since, f.o_recovered
                 FROM t CROSS JOIN LATERAL {s}.finish(t.id, t.lease, t.at_now, t.attempted,
                     t.attempted_at, t.status, t.duration_us, t.response, t.error_kind, t.error,
                     t.next_status, t.due, t.next_error) f
                 ORDER BY t.ordinal"),
-            // The same settles as set operations, for a group whose deliveries are distinct:
-            // one lock pass over the deliveries (webhook then delivery order, as above), one
-            // insert of the attempts, one update of the deliveries, and per webhook one
-            // change of its health, which the group's latest attempt decides (a failure
-            // leaves it failing since its first failure, a success clears it and reports the
-            // recovery on that webhook's first successful settle of the group).
-            finish_set: r("WITH t AS (
-                    SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[],
-                                         $4::boolean[], $5::timestamptz[], $6::integer[],
-                                         $7::bigint[], $8::text[], $9::text[], $10::text[],
-                                         $11::text[], $12::timestamptz[], $13::text[])
-                        WITH ORDINALITY AS t(id, lease, at_now, attempted, attempted_at, status,
-                                             duration_us, response, error_kind, error,
-                                             next_status, due, next_error, ordinal)),
-                cur AS MATERIALIZED (
-                    SELECT d.id, d.webhook_id, d.status
-                    FROM t JOIN {s}.deliveries d ON d.id = t.id
-                    ORDER BY d.webhook_id, d.id
-                    FOR UPDATE OF d),
-                leases AS MATERIALIZED (
-                    SELECT q.delivery_id, q.lease
-                    FROM cur c JOIN {s}.queue q ON q.delivery_id = c.id
-                    ORDER BY c.webhook_id, c.id
-                    FOR UPDATE OF q),
-                j AS MATERIALIZED (
-                    SELECT t.*, c.webhook_id, c.id IS NOT NULL AS found,
-                           coalesce(l.delivery_id IS NOT NULL
-                                    AND l.lease IS NOT DISTINCT FROM t.lease
-                                    AND c.status = 'pending', false) AS held
-                    FROM t LEFT JOIN cur c ON c.id = t.id
-                    LEFT JOIN leases l ON l.delivery_id = t.id),
-                requeued AS (
-                    UPDATE {s}.queue q SET due_at = j.due, lease = NULL
-                    FROM j WHERE q.delivery_id = j.id AND j.held AND j.next_status = 'pending'),
-                dequeued AS (
-                    DELETE FROM {s}.queue q USING j
-                    WHERE q.delivery_id = j.id AND j.held AND j.next_status <> 'pending'),
-                att AS (
-                    INSERT INTO {s}.attempts
-                        (delivery_id, attempted_at, status, duration_us, response, error_kind, error)
-                    SELECT id, attempted_at, status, duration_us, response, error_kind, error
-                    FROM j WHERE found AND attempted ORDER BY ordinal
-                    RETURNING 1),
-                latest AS (
-                    SELECT DISTINCT ON (webhook_id) webhook_id, error_kind IS NULL AS ok, at_now
-                    FROM j WHERE found AND attempted
-                    ORDER BY webhook_id, attempted_at DESC, ordinal DESC),
-                healed AS (
-                    DELETE FROM {s}.endpoint_health h USING latest l
-                    WHERE l.ok AND h.webhook_id = l.webhook_id
-                    RETURNING h.webhook_id),
-                failing AS (
-                    INSERT INTO {s}.endpoint_health AS h (webhook_id, failing_since)
-                    SELECT webhook_id, at_now FROM latest WHERE NOT ok ORDER BY webhook_id
-                    ON CONFLICT (webhook_id) DO NOTHING
-                    RETURNING h.webhook_id, h.failing_since),
-                moved AS (
-                    UPDATE {s}.deliveries d SET
-                        status = CASE WHEN j.held THEN j.next_status ELSE d.status END,
-                        due_at = CASE WHEN j.held THEN j.due ELSE d.due_at END,
-                        lease = CASE WHEN j.held THEN NULL ELSE d.lease END,
-                        attempts = d.attempts + j.attempted::integer,
-                        last_error = CASE WHEN NOT j.held THEN j.error
-                                          WHEN j.next_error IS NOT NULL
-                                               OR j.next_status = 'succeeded' THEN j.next_error
-                                          WHEN j.attempted THEN j.error
-                                          ELSE d.last_error END,
-                        updated_at = j.at_now
-                    FROM j WHERE d.id = j.id AND j.found AND (j.held OR j.attempted)
-                    RETURNING 1)
-                SELECT j.ordinal, j.found, j.held,
-                    CASE WHEN j.attempted AND j.error_kind IS NOT NULL AND NOT l.ok
-                         THEN coalesce(f.failing_since, h.failing_since) END,
-                    coalesce(j.attempted AND j.error_kind IS NULL AND hd.webhook_id IS NOT NULL
-                        AND j.ordinal = min(j.ordinal) FILTER (
-                            WHERE j.attempted AND j.error_kind IS NULL)
-                            OVER (PARTITION BY j.webhook_id), false)
-                FROM j
-                LEFT JOIN latest l ON l.webhook_id = j.webhook_id
-                LEFT JOIN failing f ON f.webhook_id = j.webhook_id
-                LEFT JOIN {s}.endpoint_health h ON h.webhook_id = j.webhook_id
-                LEFT JOIN healed hd ON hd.webhook_id = j.webhook_id
-                ORDER BY j.ordinal"),
+// The same settles as set operations, for a group whose deliveries are distinct
+            // (the schema's `finish_set` function).
+            finish_set: r("SELECT * FROM {s}.finish_set($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                $10, $11, $12, $13)"),
             get_delivery: r("SELECT {RECORD} FROM {RECORD_FROM} WHERE d.id = $1"),
             list_deliveries: r("SELECT {RECORD} FROM {RECORD_FROM}
                 WHERE d.webhook_id = $1 AND ($2::text IS NULL OR d.id < $2)
