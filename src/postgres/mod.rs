@@ -51,6 +51,8 @@ mod enqueue;
 mod error;
 mod group;
 mod listen;
+#[cfg(test)]
+mod plans;
 mod queue;
 mod schema;
 mod settle;

@@ -355,6 +355,93 @@ BEGIN
     LEFT JOIN healed hd ON hd.webhook_id = j.webhook_id
     ORDER BY j.ordinal;
 END $$;
+-- The claim, in a function for the same reason. The first `$6` due deliveries of the
+-- webhooks not skipped (`$2`; the request's window), of which each webhook gives at most its
+-- room: `$9` minus what the caller has busy (`$7`/`$8`); at most `$3` in all. Only the
+-- chosen queue rows are locked, each read by its key, skipping any another worker is claiming
+-- right now; a row claimed since the window was read is checked again when locked and is no
+-- longer due. The delivery and its event are only read. A claim that took nothing returns one
+-- row of NULLs with the ids it had chosen: when there are any, another worker's claim in
+-- flight had locked them all, and a claim made again leaving them out (`$10`) takes the next
+-- ones in line; made again (`$11`), its window is the first due rows nobody holds, each
+-- locked as it is read, the ones held skipped.
+CREATE OR REPLACE FUNCTION {s}.claim(
+    timestamptz, text[], bigint, timestamptz, bigint, bigint, text[], bigint[], bigint,
+    text[], boolean)
+RETURNS TABLE (o_id text, o_event_id text, o_org text, o_event_type text, o_webhook_id text,
+               o_url text, o_status text, o_attempts integer, o_due_at timestamptz,
+               o_last_error text, o_created_at timestamptz, o_updated_at timestamptz,
+               o_payload bytea, o_chosen text[])
+LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $$
+BEGIN
+    IF NOT $11 THEN
+        RETURN QUERY
+        WITH candidates AS (
+                SELECT delivery_id AS id, webhook_id, due_at FROM {s}.queue
+                WHERE due_at <= $1 AND webhook_id <> ALL($2) AND delivery_id <> ALL($10)
+                ORDER BY due_at LIMIT $6),
+            ranked AS (
+                SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id
+                                               ORDER BY c.due_at, c.id) AS n
+                FROM candidates c),
+            chosen AS (
+                SELECT r.id FROM ranked r
+                LEFT JOIN unnest($7::text[], $8::bigint[]) AS b(webhook_id, busy)
+                    ON b.webhook_id = r.webhook_id
+                WHERE $9::bigint IS NULL OR r.n + coalesce(b.busy, 0) <= $9
+                ORDER BY r.due_at, r.id LIMIT $3),
+            due AS (
+                SELECT l.delivery_id AS id, l.due_at AS was_due
+                FROM chosen c CROSS JOIN LATERAL (
+                    SELECT l.delivery_id, l.due_at FROM {s}.queue l
+                    WHERE l.delivery_id = c.id AND l.due_at <= $1
+                    FOR UPDATE SKIP LOCKED) l),
+            q AS (
+                UPDATE {s}.queue u SET due_at = $4, lease = $5
+                FROM due WHERE u.delivery_id = due.id
+                RETURNING u.delivery_id, u.due_at, due.was_due)
+            SELECT d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url, d.status, d.attempts,
+               coalesce(q.due_at, d.due_at), d.last_error, d.created_at, d.updated_at, e.payload, CASE WHEN q.delivery_id IS NULL THEN w.ids END
+            FROM (SELECT array_agg(id) AS ids FROM chosen) w
+            LEFT JOIN (q JOIN {s}.deliveries d ON d.id = q.delivery_id
+                       JOIN {s}.events e ON e.id = d.event_id)
+                ON true
+            ORDER BY q.was_due, d.id;
+    ELSE
+        RETURN QUERY
+        WITH candidates AS (
+                SELECT delivery_id AS id, webhook_id, due_at FROM {s}.queue
+                WHERE due_at <= $1 AND webhook_id <> ALL($2) AND delivery_id <> ALL($10)
+                ORDER BY due_at LIMIT $6 FOR UPDATE SKIP LOCKED),
+            ranked AS (
+                SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id
+                                               ORDER BY c.due_at, c.id) AS n
+                FROM candidates c),
+            chosen AS (
+                SELECT r.id FROM ranked r
+                LEFT JOIN unnest($7::text[], $8::bigint[]) AS b(webhook_id, busy)
+                    ON b.webhook_id = r.webhook_id
+                WHERE $9::bigint IS NULL OR r.n + coalesce(b.busy, 0) <= $9
+                ORDER BY r.due_at, r.id LIMIT $3),
+            due AS (
+                SELECT l.delivery_id AS id, l.due_at AS was_due
+                FROM chosen c CROSS JOIN LATERAL (
+                    SELECT l.delivery_id, l.due_at FROM {s}.queue l
+                    WHERE l.delivery_id = c.id AND l.due_at <= $1
+                    FOR UPDATE SKIP LOCKED) l),
+            q AS (
+                UPDATE {s}.queue u SET due_at = $4, lease = $5
+                FROM due WHERE u.delivery_id = due.id
+                RETURNING u.delivery_id, u.due_at, due.was_due)
+            SELECT d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url, d.status, d.attempts,
+               coalesce(q.due_at, d.due_at), d.last_error, d.created_at, d.updated_at, e.payload, CASE WHEN q.delivery_id IS NULL THEN w.ids END
+            FROM (SELECT array_agg(id) AS ids FROM chosen) w
+            LEFT JOIN (q JOIN {s}.deliveries d ON d.id = q.delivery_id
+                       JOIN {s}.events e ON e.id = d.event_id)
+                ON true
+            ORDER BY q.was_due, d.id;
+    END IF;
+END $$;
 ALTER FUNCTION {s}.finish(text, bigint, timestamptz, boolean, timestamptz, integer, bigint,
     text, text, text, text, timestamptz, text) SET enable_seqscan = off;
 "#,
@@ -518,7 +605,7 @@ impl Statements {
                 .replace("{RECORD_FROM}", RECORD_FROM);
             render(&sql, schema)
         };
-        let mut statements = Self {
+        Self {
             enqueue: r("WITH ev AS (
                     INSERT INTO {s}.events
                         (id, org, project, event_type, payload, idempotency_key, created_at)
@@ -565,44 +652,12 @@ impl Statements {
             existing_delivery: r("SELECT id FROM {s}.deliveries WHERE id = ANY($1) LIMIT 1"),
             deliveries_of_event: r("SELECT {RECORD} FROM {RECORD_FROM}
                 WHERE d.event_id = $1 ORDER BY d.id"),
-            // The first `$6` due deliveries of the webhooks not skipped (`$2`; the request's
-            // window), of which each webhook gives at most its room: `$9` minus what the
-            // caller has busy (`$7`/`$8`); at most `$3` in all. Only the chosen queue rows are
-            // locked, skipping any another worker is claiming right now; a row claimed since
-            // the window was read is checked again when locked and is no longer due. The
-            // delivery and its event are only read. A claim that took nothing returns one
-            // row of NULLs with the ids it had chosen: when there are any, another worker's
-            // claim in flight had locked them all, and a claim made again leaving them out
-            // (`$10`) takes the next ones in line.
-            claim: r("WITH candidates AS (
-                    SELECT delivery_id AS id, webhook_id, due_at FROM {s}.queue
-                    WHERE due_at <= $1 AND webhook_id <> ALL($2) AND delivery_id <> ALL($10)
-                    ORDER BY due_at LIMIT $6),
-                ranked AS (
-                    SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id
-                                                   ORDER BY c.due_at, c.id) AS n
-                    FROM candidates c),
-                chosen AS (
-                    SELECT r.id FROM ranked r
-                    LEFT JOIN unnest($7::text[], $8::bigint[]) AS b(webhook_id, busy)
-                        ON b.webhook_id = r.webhook_id
-                    WHERE $9::bigint IS NULL OR r.n + coalesce(b.busy, 0) <= $9
-                    ORDER BY r.due_at, r.id LIMIT $3),
-                due AS (
-                    SELECT l.delivery_id AS id, l.due_at AS was_due FROM {s}.queue l
-                    WHERE l.delivery_id IN (SELECT id FROM chosen) AND l.due_at <= $1
-                    FOR UPDATE SKIP LOCKED),
-                q AS (
-                    UPDATE {s}.queue u SET due_at = $4, lease = $5
-                    FROM due WHERE u.delivery_id = due.id
-                    RETURNING u.delivery_id, u.due_at)
-                SELECT {RECORD}, e.payload, CASE WHEN q.delivery_id IS NULL THEN w.ids END
-                FROM (SELECT array_agg(id) AS ids FROM chosen) w
-                LEFT JOIN (q JOIN due ON due.id = q.delivery_id
-                           JOIN {s}.deliveries d ON d.id = q.delivery_id
-                           JOIN {s}.events e ON e.id = d.event_id)
-                    ON true
-                ORDER BY due.was_due, d.id"),
+            // The claim (the schema's `claim` function), and the claim made again after
+            // another worker's claim held all it chose.
+            claim: r("SELECT * FROM {s}.claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false)"),
+            claim_contended: r(
+                "SELECT * FROM {s}.claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true)",
+            ),
             // Settles, one transaction: in webhook then delivery order, so that concurrent
             // groups lock health and delivery rows in the same order. Each webhook is read
             // in a subquery of its own, by the delivery's key whatever the table's size
@@ -765,38 +820,34 @@ impl Statements {
             subscribers: r("SELECT record::text FROM {s}.webhooks
                 WHERE org = $1 AND active AND (project = $2 OR project IS NULL)
                 ORDER BY id"),
-            claim_contended: String::new(),
-        };
-        // The claim made again after another worker's claim held all it chose: its window
-        // is the first due rows nobody holds (each locked as it is read, the ones held
-        // skipped), at the cost of locking the whole window, not only the rows taken.
-        statements.claim_contended = statements.claim.replacen(
-            WINDOW_END,
-            &format!("{WINDOW_END} FOR UPDATE SKIP LOCKED"),
-            1,
-        );
-        statements
+        }
     }
 }
-
-/// How the claim's window of due rows ends (see `claim_contended`).
-const WINDOW_END: &str = "ORDER BY due_at LIMIT $6";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The claim made again after another worker's claim held all it chose differs from
+    /// the first only in that its window is the first due rows nobody holds (each locked as
+    /// it is read, the ones held skipped), at the cost of locking the whole window.
     #[test]
     fn the_contended_claim_locks_its_window_as_it_reads_it() {
-        let sql = Statements::new("s");
-        assert_eq!(sql.claim.matches(WINDOW_END).count(), 1);
+        const WINDOW_END: &str = "ORDER BY due_at LIMIT $6";
+        let claim = &MIGRATIONS[5][MIGRATIONS[5].find("FUNCTION {s}.claim(").expect("claim")..];
+        let queries: Vec<&str> = claim.split("RETURN QUERY").skip(1).take(2).collect();
+        let (first, again) = (queries[0].split(';').next(), queries[1].split(';').next());
+        let (first, again) = (first.expect("first"), again.expect("again"));
+        assert_eq!(first.matches(WINDOW_END).count(), 1);
         assert_eq!(
-            sql.claim_contended,
-            sql.claim.replace(
+            again,
+            first.replace(
                 WINDOW_END,
                 "ORDER BY due_at LIMIT $6 FOR UPDATE SKIP LOCKED"
             )
         );
+        let sql = Statements::new("s");
+        assert!(sql.claim.ends_with("false)") && sql.claim_contended.ends_with("true)"));
     }
 
     #[test]
