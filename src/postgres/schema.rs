@@ -400,8 +400,9 @@ BEGIN
                 UPDATE {s}.queue u SET due_at = $4, lease = $5
                 FROM due WHERE u.delivery_id = due.id
                 RETURNING u.delivery_id, u.due_at, due.was_due)
-            SELECT d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url, d.status, d.attempts,
-               coalesce(q.due_at, d.due_at), d.last_error, d.created_at, d.updated_at, e.payload, CASE WHEN q.delivery_id IS NULL THEN w.ids END
+            SELECT d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url, d.status,
+                d.attempts, coalesce(q.due_at, d.due_at), d.last_error, d.created_at,
+                d.updated_at, e.payload, CASE WHEN q.delivery_id IS NULL THEN w.ids END
             FROM (SELECT array_agg(id) AS ids FROM chosen) w
             LEFT JOIN (q JOIN {s}.deliveries d ON d.id = q.delivery_id
                        JOIN {s}.events e ON e.id = d.event_id)
@@ -433,8 +434,9 @@ BEGIN
                 UPDATE {s}.queue u SET due_at = $4, lease = $5
                 FROM due WHERE u.delivery_id = due.id
                 RETURNING u.delivery_id, u.due_at, due.was_due)
-            SELECT d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url, d.status, d.attempts,
-               coalesce(q.due_at, d.due_at), d.last_error, d.created_at, d.updated_at, e.payload, CASE WHEN q.delivery_id IS NULL THEN w.ids END
+            SELECT d.id, d.event_id, e.org, e.event_type, d.webhook_id, d.url, d.status,
+                d.attempts, coalesce(q.due_at, d.due_at), d.last_error, d.created_at,
+                d.updated_at, e.payload, CASE WHEN q.delivery_id IS NULL THEN w.ids END
             FROM (SELECT array_agg(id) AS ids FROM chosen) w
             LEFT JOIN (q JOIN {s}.deliveries d ON d.id = q.delivery_id
                        JOIN {s}.events e ON e.id = d.event_id)

@@ -9,9 +9,9 @@
 //! webhook, decided by its latest attempt in the group; a function, so that its lasting plan
 //! reads every table through its keys); a settle on its own, or a group that settles one
 //! delivery twice, calls the schema's `finish` function per settle, in sequence, with the
-//! same checks. When the database refuses a group (a row it cannot take, a deadlock victim) nothing of it
-//! was written, and each settle runs again on its own: one bad settle never holds back the
-//! others.
+//! same checks. When the database refuses a group (a row it cannot take, a deadlock victim)
+//! nothing of it was written, and each settle runs again on its own: one bad settle never
+//! holds back the others.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
