@@ -289,10 +289,11 @@ impl PostgresStore {
 
     /// Opens up to [`WARM_CONNECTIONS`] connections and prepares on each the statements that
     /// emits, claims, settles and lookups run, so that the first of them after a start do not
-    /// pay for it: PostgreSQL parses and plans a statement once per connection (a few
-    /// milliseconds for the claim), and a new server process loads its catalog caches. Runs
-    /// once the schema is known to be current. Best effort: what fails here fails again,
-    /// with its cause, at the call that needs it.
+    /// pay for it: PostgreSQL parses and plans a statement once per connection, and a new
+    /// server process loads its catalog caches. (The claim and the group settle call schema
+    /// functions, whose own statements are planned at their first calls on each connection
+    /// instead.) Runs once the schema is known to be current. Best effort: what fails here
+    /// fails again, with its cause, at the call that needs it.
     async fn warm(&self) {
         use std::future::Future as _;
         let sql = &self.inner.sql;

@@ -101,6 +101,7 @@ pub(super) struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
+    /// The arrays of `settles`, in their order.
     pub(super) fn of(settles: &[&'a Settle]) -> Self {
         fn column<'a, T>(settles: &[&'a Settle], field: impl Fn(&'a Settle) -> T) -> Vec<T> {
             settles.iter().map(|s| field(s)).collect()
