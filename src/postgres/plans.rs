@@ -148,6 +148,35 @@ async fn settles_read_by_key_tables_that_grew_since_they_were_planned() {
     assert_eq!((set, each), (0, 0), "rows read by scanning whole tables");
 }
 
+/// Runs a claim of 64 (no webhook skipped or busy, no cap) in a transaction of its own,
+/// drops the schema, and returns how many it took and the rows it read (whole, in all).
+async fn claim_64(store: PostgresStore) -> (usize, i64, i64) {
+    let request = ClaimRequest::new(Utc::now(), Duration::from_secs(600), 64);
+    let window = i64::try_from(request.window()).expect("window");
+    let none: Vec<String> = Vec::new();
+    let busy: Vec<i64> = Vec::new();
+    let sql = store.inner.sql.claim.clone();
+    let (rows, whole, all) = measured(
+        &store,
+        &sql,
+        &[
+            &request.now,
+            &none,
+            &64_i64,
+            &request.lease_until(),
+            &7_i64,
+            &window,
+            &none,
+            &busy,
+            &Option::<i64>::None,
+            &none,
+        ],
+    )
+    .await;
+    drop_schema(store).await;
+    (rows.len(), whole, all)
+}
+
 /// A claim reads its window and the rows it takes, not every due row: planned with its
 /// own values while 20,000 rows are due (a first execution), and planned once for all
 /// while a few were (a sixth), then run with 20,000 due.
@@ -155,44 +184,10 @@ async fn settles_read_by_key_tables_that_grew_since_they_were_planned() {
 async fn a_claim_reads_its_window_not_the_queue() {
     let Some(url) = database() else { return };
     let tag = std::process::id();
-    let lease = Duration::from_secs(600);
-    let claim = |store: &PostgresStore| {
-        let request = ClaimRequest::new(Utc::now(), lease, 64);
-        (
-            store.inner.sql.claim.clone(),
-            request.now,
-            request.lease_until(),
-            i64::try_from(request.window()).expect("window"),
-        )
-    };
-    let run = |store: PostgresStore| async move {
-        let (sql, now, until, window) = claim(&store);
-        let none: Vec<String> = Vec::new();
-        let busy: Vec<i64> = Vec::new();
-        let (rows, whole, all) = measured(
-            &store,
-            &sql,
-            &[
-                &now,
-                &none,
-                &64_i64,
-                &until,
-                &7_i64,
-                &window,
-                &none,
-                &busy,
-                &Option::<i64>::None,
-                &none,
-            ],
-        )
-        .await;
-        drop_schema(store).await;
-        (rows.len(), whole, all)
-    };
     // Planned with 20,000 due.
     let fresh = store(&url, &format!("plan_claim_{tag}")).await;
     grow(&fresh, "now() - interval '1 minute'").await;
-    let (taken, whole, all) = run(fresh).await;
+    let (taken, whole, all) = claim_64(fresh).await;
     assert_eq!(taken, 64);
     assert_eq!(whole, 0, "rows read by scanning whole tables");
     assert!(all < 2_000, "{all} rows read for a claim of 64");
@@ -203,7 +198,7 @@ async fn a_claim_reads_its_window_not_the_queue() {
         claim_two(&planned, webhook).await;
     }
     grow(&planned, "now() - interval '1 minute'").await;
-    let (taken, whole, all) = run(planned).await;
+    let (taken, whole, all) = claim_64(planned).await;
     assert_eq!(taken, 64);
     assert_eq!(whole, 0, "rows read by scanning whole tables");
     assert!(all < 2_000, "{all} rows read for a claim of 64");
