@@ -1129,3 +1129,132 @@ async fn a_panicking_settle_ends_only_its_own_attempt() {
     }
     assert_eq!(panicked.len(), 1, "{panicked:?}");
 }
+
+/// A queue that counts the claims made of the queue it wraps, and those that found nothing.
+#[derive(Debug)]
+struct CountingClaims {
+    inner: std::sync::Arc<dyn dataops_webhooks::DeliveryQueue>,
+    claims: std::sync::atomic::AtomicUsize,
+    empty: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl dataops_webhooks::DeliveryQueue for CountingClaims {
+    async fn enqueue(
+        &self,
+        event: dataops_webhooks::queue::NewEvent,
+    ) -> Result<dataops_webhooks::queue::Enqueued, dataops_webhooks::queue::QueueError> {
+        self.inner.enqueue(event).await
+    }
+    async fn claim(
+        &self,
+        request: &dataops_webhooks::queue::ClaimRequest,
+    ) -> Result<Vec<dataops_webhooks::queue::Claim>, dataops_webhooks::queue::QueueError> {
+        let claims = self.inner.claim(request).await?;
+        self.claims
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if claims.is_empty() {
+            self.empty.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(claims)
+    }
+    async fn finish(
+        &self,
+        delivery: &dataops_webhooks::webhook::DeliveryId,
+        lease: dataops_webhooks::queue::LeaseId,
+        finish: dataops_webhooks::queue::Finish,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<dataops_webhooks::queue::FinishReport, dataops_webhooks::queue::QueueError> {
+        self.inner.finish(delivery, lease, finish, now).await
+    }
+    async fn get_delivery(
+        &self,
+        id: &dataops_webhooks::webhook::DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, dataops_webhooks::queue::QueueError> {
+        self.inner.get_delivery(id).await
+    }
+    async fn list_deliveries(
+        &self,
+        query: &DeliveryQuery,
+    ) -> Result<dataops_webhooks::queue::DeliveryPage, dataops_webhooks::queue::QueueError> {
+        self.inner.list_deliveries(query).await
+    }
+    async fn attempts(
+        &self,
+        id: &dataops_webhooks::webhook::DeliveryId,
+    ) -> Result<Vec<dataops_webhooks::queue::AttemptLog>, dataops_webhooks::queue::QueueError> {
+        self.inner.attempts(id).await
+    }
+    async fn redeliver(
+        &self,
+        id: &dataops_webhooks::webhook::DeliveryId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, dataops_webhooks::queue::QueueError> {
+        self.inner.redeliver(id, now).await
+    }
+    fn short_claims_take_everything(&self) -> bool {
+        self.inner.short_claims_take_everything()
+    }
+}
+
+/// Emits one event at a time, each delivered before the next, over `queue` (which `store`
+/// configures); returns the claims the worker made and how many of them found nothing.
+async fn claims_for_one_at_a_time(
+    store: std::sync::Arc<dyn dataops_webhooks::ConfigStore>,
+    queue: std::sync::Arc<dyn dataops_webhooks::DeliveryQueue>,
+) -> (usize, usize) {
+    let counting = std::sync::Arc::new(CountingClaims {
+        inner: queue,
+        claims: 0.into(),
+        empty: 0.into(),
+    });
+    let d = WebhookDispatcher::builder()
+        .store(store)
+        .queue(counting.clone())
+        .address_policy(AddressPolicy::allow_private())
+        .build()
+        .expect("dispatcher");
+    let receiver = server::TestServer::start(server::Reply::Status(200, "ok")).await;
+    hook(&d, receiver.url("/one")).await;
+    // A poll interval longer than the test: only emits and answers wake the worker.
+    let worker = d.start_worker(options().poll_interval(Duration::from_secs(60)));
+    const EVENTS: usize = 40;
+    for n in 0..EVENTS {
+        let receipt = d.emit(event(n)).await.expect("emit");
+        let outcomes = receipt.outcomes().await;
+        assert!(
+            outcomes.iter().all(|o| o.is_success()),
+            "event {n}: {outcomes:?}"
+        );
+    }
+    worker.shutdown().await;
+    let claims = counting.claims.load(std::sync::atomic::Ordering::SeqCst);
+    let empty = counting.empty.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(claims >= EVENTS - empty, "{claims} claims, {empty} empty");
+    (claims, empty)
+}
+
+/// A claim that came back short took everything due (the in-memory queue says so), so the
+/// worker waits for the next emit instead of claiming again at once for nothing: one claim
+/// per event, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_does_not_claim_again_after_a_short_claim_in_memory() {
+    let queue = std::sync::Arc::new(dataops_webhooks::queue::MemoryQueue::default());
+    let store = std::sync::Arc::new(dataops_webhooks::store::MemoryStore::default());
+    let (claims, empty) = claims_for_one_at_a_time(store, queue).await;
+    assert!(empty <= 4, "{empty} of {claims} claims found nothing");
+}
+
+/// The same on SQLite.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_does_not_claim_again_after_a_short_claim_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = std::sync::Arc::new(
+        dataops_webhooks::sqlite::SqliteStore::open(dir.path().join("w.db"))
+            .await
+            .expect("open"),
+    );
+    let (claims, empty) = claims_for_one_at_a_time(store.clone(), store).await;
+    assert!(empty <= 4, "{empty} of {claims} claims found nothing");
+}

@@ -407,6 +407,11 @@ impl DeliveryQueue for MemoryQueue {
         Ok(Enqueued::New)
     }
 
+    /// A claim reads every due delivery under one lock, so a short one took them all.
+    fn short_claims_take_everything(&self) -> bool {
+        true
+    }
+
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claim>, QueueError> {
         let mut s = self.lock();
         let due = s.due_for(request);

@@ -140,6 +140,20 @@ pub trait DeliveryQueue: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Whether a [`claim`](Self::claim) that returns fewer deliveries than its limit, with
+    /// no webhook given all its [room](ClaimRequest::room), took every delivery claimable at
+    /// that moment. True of a queue whose claims see every due delivery, one claim at a time
+    /// (the in-memory queue, SQLite); false of one whose claims pass over deliveries another
+    /// claim in flight holds (PostgreSQL's `SKIP LOCKED`).
+    ///
+    /// When true, a worker whose claim came back short waits for new work (an emit, an
+    /// [arrival](Self::arrivals), a freed slot, its poll interval) instead of claiming again
+    /// at once, which would find nothing: a single emitter then costs one claim per
+    /// delivery, not two. The default, `false`, always claims again at once.
+    fn short_claims_take_everything(&self) -> bool {
+        false
+    }
+
     /// Per webhook and overall: deliveries by status, the oldest pending one, and the
     /// attempts of the window with their success rate and p50/p95 duration (see
     /// [`WebhookStats`] for the definitions).

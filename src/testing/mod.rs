@@ -161,6 +161,7 @@ macro_rules! delivery_queue_conformance {
             skips_webhooks_at_their_limit,
             gives_each_webhook_at_most_its_room,
             a_skipped_webhooks_backlog_hides_no_other,
+            a_short_claim_took_everything_if_the_queue_says_so,
             a_webhook_at_its_room_leaves_the_others_in_due_order,
             idempotency_keys_return_the_first_event,
             lists_newest_first_with_filters_and_cursors,

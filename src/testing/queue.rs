@@ -455,6 +455,42 @@ pub async fn a_skipped_webhooks_backlog_hides_no_other<B: DeliveryQueue>(queue: 
     );
 }
 
+/// A queue whose [`short_claims_take_everything`](DeliveryQueue::short_claims_take_everything)
+/// is true keeps its word: a claim that comes back short, with no webhook given all its
+/// room, leaves nothing due that the same claim could take, even behind a skipped webhook's
+/// backlog longer than the claim's window. (A queue that says `false` is not checked.)
+pub async fn a_short_claim_took_everything_if_the_queue_says_so<B: DeliveryQueue>(queue: Arc<B>) {
+    let queue = &*queue;
+    if !queue.short_claims_take_everything() {
+        return;
+    }
+    let (busy, a, b) = (WebhookId::new(), WebhookId::new(), WebhookId::new());
+    let backlog = [busy; 100];
+    enqueue(queue, event(0, &backlog)).await;
+    enqueue(queue, event(1, &[a, b, a])).await;
+    enqueue(queue, event(2, &[b])).await;
+    enqueue(queue, event(30, &[a])).await; // not due yet
+    let request = ClaimRequest::new(t(10), LEASE, 10)
+        .skip(vec![busy])
+        .per_webhook(3, [(b, 0)].into_iter().collect());
+    let claims = queue.claim(&request).await.expect("claim");
+    let mut got: Vec<WebhookId> = claims.iter().map(|c| c.delivery.webhook_id).collect();
+    got.sort_unstable();
+    let mut due = vec![a, a, b, b];
+    due.sort_unstable();
+    assert_eq!(got, due, "the claim takes every due delivery it may");
+    assert!(
+        claims.len() < request.limit,
+        "the claim is short of its limit"
+    );
+    let again = queue.claim(&request).await.expect("claim again");
+    assert!(
+        again.is_empty(),
+        "a short claim took everything: the same claim again found {}",
+        again.len()
+    );
+}
+
 /// A webhook whose room a claim fills first, with more of its deliveries due after, does not
 /// change what the claim takes from the others: theirs, oldest due first, however the queue
 /// looks past the backlog.

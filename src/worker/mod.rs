@@ -471,6 +471,18 @@ fn settle_span(delivery: DeliveryId, kind: &'static str) -> tracing::Span {
     tracing::debug_span!(target: "dataops_webhooks", "settle", delivery_id = %delivery, kind)
 }
 
+/// Whether some webhook of `claims` was given all the room `request` left it: the claim may
+/// then have left due deliveries of that webhook behind.
+fn took_all_room(request: &ClaimRequest, claims: &[Claim]) -> bool {
+    let mut selection = request.selection();
+    for claim in claims {
+        selection.take(claim.delivery.webhook_id);
+    }
+    claims
+        .iter()
+        .any(|claim| selection.room(&claim.delivery.webhook_id) == 0)
+}
+
 /// Resolves when the queue signals arrivals from elsewhere; never, for a queue without.
 async fn arrived(signal: Option<&Notify>) {
     match signal {
@@ -616,6 +628,7 @@ impl Worker {
     async fn run(self, mut stopped: watch::Receiver<bool>, _running: Running) {
         let mut tasks = JoinSet::new();
         let arrivals = self.parts.queue.arrivals();
+        let short_claims_take_everything = self.parts.queue.short_claims_take_everything();
         loop {
             while tasks.try_join_next().is_some() {}
             self.start_waiting(&mut tasks);
@@ -659,10 +672,14 @@ impl Worker {
             span.record("claimed", claims.len());
             let full = claims.len() >= request.limit;
             let found = !claims.is_empty();
+            // A short claim that gave no webhook all its room took every delivery due, where
+            // the queue says so: a claim made again at once would find nothing.
+            let took_everything =
+                found && !full && short_claims_take_everything && !took_all_room(&request, &claims);
             for claim in claims {
                 self.admit(claim, request.lease_until(), &mut tasks).await;
             }
-            if found {
+            if found && !took_everything {
                 continue;
             }
             // What the claim left out, and whether it came back full: when a slot frees and
@@ -672,7 +689,7 @@ impl Worker {
                 // A slot freed while the claim was out, and its notice was taken then.
                 continue;
             }
-            // Nothing to claim: wait for new work, a freed slot that changes what a claim
+            // Nothing (more) to claim: wait for new work, a freed slot that changes what a claim
             // may take, the poll interval, or the stop.
             loop {
                 tokio::select! {
