@@ -316,6 +316,18 @@ impl ClaimRequest {
         }
     }
 
+    /// Whether `claims`, made for this request, gave some webhook all the room the request
+    /// left it: the queue may then have more of that webhook's deliveries due.
+    pub(crate) fn gave_a_webhook_all_its_room(&self, claims: &[Claim]) -> bool {
+        let mut selection = self.selection();
+        for claim in claims {
+            selection.take(claim.delivery.webhook_id);
+        }
+        claims
+            .iter()
+            .any(|claim| selection.room(&claim.delivery.webhook_id) == 0)
+    }
+
     /// The end of the lease.
     pub fn lease_until(&self) -> DateTime<Utc> {
         self.now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX)
@@ -853,6 +865,43 @@ mod tests {
             Some(message) => log.failed(AttemptErrorKind::HttpStatus, message),
             None => log,
         }
+    }
+
+    fn claim_of(webhook: WebhookId) -> Claim {
+        let record = DeliveryRecord::new(
+            DeliveryId::new(),
+            EventId::new(),
+            OrgId::new("o"),
+            EventType::DatasetComplete,
+            webhook,
+            "http://127.0.0.1/",
+            at(0),
+        );
+        Claim::new(record, Bytes::new(), LeaseId::random())
+    }
+
+    /// A claim gave a webhook all its room when it took as many of its deliveries as the
+    /// cap left (counting those busy) or as the limit left; not when every webhook it took
+    /// still had room.
+    #[test]
+    fn a_claim_gave_a_webhook_all_its_room_when_its_cap_or_the_limit_is_reached() {
+        let (a, b) = (WebhookId::new(), WebhookId::new());
+        let request = ClaimRequest::new(at(0), Duration::from_secs(30), 10)
+            .per_webhook(3, [(a, 1)].into_iter().collect());
+        let short = [claim_of(a), claim_of(b), claim_of(b)];
+        assert!(
+            !request.gave_a_webhook_all_its_room(&short),
+            "a 1 of 2, b 2 of 3"
+        );
+        let capped = [claim_of(a), claim_of(a), claim_of(b)];
+        assert!(request.gave_a_webhook_all_its_room(&capped), "a 2 of 2");
+        assert!(!request.gave_a_webhook_all_its_room(&[]), "nothing taken");
+        let uncapped = ClaimRequest::new(at(0), Duration::from_secs(30), 2);
+        assert!(
+            uncapped.gave_a_webhook_all_its_room(&[claim_of(a), claim_of(b)]),
+            "the limit reached leaves no webhook room"
+        );
+        assert!(!uncapped.gave_a_webhook_all_its_room(&[claim_of(a)]));
     }
 
     #[test]

@@ -471,18 +471,6 @@ fn settle_span(delivery: DeliveryId, kind: &'static str) -> tracing::Span {
     tracing::debug_span!(target: "dataops_webhooks", "settle", delivery_id = %delivery, kind)
 }
 
-/// Whether some webhook of `claims` was given all the room `request` left it: the claim may
-/// then have left due deliveries of that webhook behind.
-fn took_all_room(request: &ClaimRequest, claims: &[Claim]) -> bool {
-    let mut selection = request.selection();
-    for claim in claims {
-        selection.take(claim.delivery.webhook_id);
-    }
-    claims
-        .iter()
-        .any(|claim| selection.room(&claim.delivery.webhook_id) == 0)
-}
-
 /// Resolves when the queue signals arrivals from elsewhere; never, for a queue without.
 async fn arrived(signal: Option<&Notify>) {
     match signal {
@@ -674,8 +662,10 @@ impl Worker {
             let found = !claims.is_empty();
             // A short claim that gave no webhook all its room took every delivery due, where
             // the queue says so: a claim made again at once would find nothing.
-            let took_everything =
-                found && !full && short_claims_take_everything && !took_all_room(&request, &claims);
+            let took_everything = found
+                && !full
+                && short_claims_take_everything
+                && !request.gave_a_webhook_all_its_room(&claims);
             for claim in claims {
                 self.admit(claim, request.lease_until(), &mut tasks).await;
             }
