@@ -27,6 +27,8 @@ mod memory;
 mod retention;
 mod stats;
 mod types;
+#[cfg(test)]
+pub(crate) use types::claim_of;
 
 use std::fmt;
 use std::sync::Arc;

@@ -851,6 +851,21 @@ impl DeliveryPage {
     }
 }
 
+/// A claim of one new delivery to `webhook`, for unit tests.
+#[cfg(test)]
+pub(crate) fn claim_of(webhook: WebhookId) -> Claim {
+    let record = DeliveryRecord::new(
+        DeliveryId::new(),
+        EventId::new(),
+        OrgId::new("o"),
+        EventType::DatasetComplete,
+        webhook,
+        "http://127.0.0.1/",
+        Utc::now(),
+    );
+    Claim::new(record, Bytes::new(), LeaseId::random())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -865,19 +880,6 @@ mod tests {
             Some(message) => log.failed(AttemptErrorKind::HttpStatus, message),
             None => log,
         }
-    }
-
-    fn claim_of(webhook: WebhookId) -> Claim {
-        let record = DeliveryRecord::new(
-            DeliveryId::new(),
-            EventId::new(),
-            OrgId::new("o"),
-            EventType::DatasetComplete,
-            webhook,
-            "http://127.0.0.1/",
-            at(0),
-        );
-        Claim::new(record, Bytes::new(), LeaseId::random())
     }
 
     /// A claim gave a webhook all its room when it took as many of its deliveries as the

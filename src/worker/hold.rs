@@ -164,22 +164,8 @@ impl Busy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::DeliveryRecord;
-    use crate::webhook::{EventId, OrgId};
-    use crate::EventType;
 
-    fn claim(webhook: WebhookId) -> Claim {
-        let record = DeliveryRecord::new(
-            DeliveryId::new(),
-            EventId::new(),
-            OrgId::new("o"),
-            EventType::DatasetComplete,
-            webhook,
-            "http://127.0.0.1/",
-            Utc::now(),
-        );
-        Claim::new(record, bytes::Bytes::new(), LeaseId::random())
-    }
+    use crate::queue::claim_of as claim;
 
     /// Fronts come in claim order across webhooks, and a webhook's next claim takes its
     /// place by its own order once its first is popped.
