@@ -19,8 +19,11 @@
 //! drifts between runs, which moves the rates. (A PostgreSQL server's CPU is not in it.)
 //!
 //! `raw-signed` is the ceiling for a signing sender: a bare reqwest loop, 64 requests in flight,
-//! signing each request with Standard Webhooks. Every other row is also given as a ratio to it.
-//! Each scenario runs `DATAOPS_WEBHOOKS_BENCH_RUNS` times (default 3); the median is printed.
+//! signing each request with Standard Webhooks. Each scenario runs `DATAOPS_WEBHOOKS_BENCH_RUNS`
+//! times (default 3); the median is printed. Every other row's run is paired with a
+//! raw-signed run of the same shape made just before it, and `× raw` is the median of those
+//! runs' ratios, so a drift in the machine's speed over the minutes of a table moves both
+//! sides of a ratio alike.
 //! PostgreSQL scenarios use `DATAOPS_WEBHOOKS_TEST_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) in a schema of their own, and are skipped with a
 //! message when it is unreachable. Arguments filter scenarios by substring.
@@ -184,7 +187,8 @@ fn parent() {
         (postgres || !matches!(s.sender, Sender::Postgres | Sender::PostgresTwo))
             && (filters.is_empty() || filters.iter().any(|f| s.name().contains(f.as_str())))
     };
-    // The raw ceiling of a shape runs whenever a row of that shape does, for the ratio.
+    // The raw ceiling of a shape has a row whenever a row of that shape does (and, counting
+    // instructions, is the ratio's denominator).
     let shapes: Vec<usize> = scenarios
         .iter()
         .filter(|s| wanted(s))
@@ -194,9 +198,9 @@ fn parent() {
     if std::env::args().any(|a| a == "--instructions") {
         return rt.block_on(count_instructions(&scenarios, addr, &received));
     }
-    let mut ceilings = std::collections::HashMap::new();
     println!(
-        "{n} deliveries per run, median of {runs}, on {} cores",
+        "{n} deliveries per run, median of {runs}, on {} cores; × raw: the median of each run's \
+         rate over a raw-signed run of the same shape just before it",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
@@ -204,25 +208,33 @@ fn parent() {
         "scenario", "deliveries/s", "× raw", "peak RSS", "emit p99", "sender CPU"
     );
     for scenario in scenarios {
-        let mut results: Vec<Measured> = (0..runs)
-            .map(|run| rt.block_on(measure(scenario, addr, &received, n, run)))
-            .collect();
+        let mut results = Vec::with_capacity(runs);
+        let mut ratios = Vec::with_capacity(runs);
+        for run in 0..runs {
+            // The machine's speed drifts over minutes: each run is set against a raw-signed
+            // run of the same shape made just before it.
+            let ceiling = (scenario.sender != Sender::Raw).then_some(Scenario {
+                sender: Sender::Raw,
+                endpoints: scenario.endpoints,
+                emitters: TASKS,
+            });
+            let raw = ceiling.map(|raw| rt.block_on(measure(raw, addr, &received, n, run)));
+            let measured = rt.block_on(measure(scenario, addr, &received, n, run));
+            if let Some(raw) = raw {
+                ratios.push(raw.secs / measured.secs);
+            }
+            results.push(measured);
+        }
         results.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+        ratios.sort_by(f64::total_cmp);
         let median = results[results.len() / 2];
         let rate = n as f64 / median.secs;
-        let ratio = if scenario.sender == Sender::Raw {
-            ceilings.insert(scenario.endpoints, rate);
-            String::new()
-        } else {
-            ceilings
-                .get(&scenario.endpoints)
-                .map(|raw| format!("{:.2}", rate / raw))
-                .unwrap_or_default()
-        };
-        let p99 = if scenario.sender == Sender::Raw {
-            String::new()
-        } else {
-            format!("{:.2} ms", median.emit_p99_ms)
+        let (ratio, p99) = match ratios.get(ratios.len() / 2) {
+            Some(ratio) => (
+                format!("{ratio:.2}"),
+                format!("{:.2} ms", median.emit_p99_ms),
+            ),
+            None => (String::new(), String::new()),
         };
         println!(
             "{:<40} {:>12.0} {:>9} {:>7.1} MB {:>13} {:>8.1} µs/d",
