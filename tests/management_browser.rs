@@ -131,14 +131,22 @@ async fn text(client: &Client, css: &str) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
 
+/// Clicks the first element matching `css`. A click WebDriver refuses (the element not there
+/// yet, re-rendered, or still covered by a closing dialog on a loaded machine) was not made,
+/// so it is tried again for up to 15 s.
 async fn click(client: &Client, css: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let clicked = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await.map(drop),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("click {css}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 async fn type_into(client: &Client, css: &str, value: &str) {
