@@ -3,10 +3,10 @@
 //! hand-made `tracing` layer and `metrics-util`'s debugging recorder — and that no secret,
 //! header value or URL query ever appears in any of it.
 
-#[path = "common/fails_first_settle.rs"]
-mod fails_first_settle;
 #[path = "common/flaky.rs"]
 mod flaky;
+#[path = "common/wrapped_queue.rs"]
+mod wrapped_queue;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -635,7 +635,7 @@ async fn a_backend_failure_is_warned_with_its_source_chain_and_counted() {
     metrics(); // drain what earlier tests recorded
     let server = Flaky::start().await;
     let d = WebhookDispatcher::builder()
-        .queue(Arc::new(fails_first_settle::FailsFirstSettle::default()))
+        .queue(Arc::new(wrapped_queue::FailsFirstSettle::default()))
         .address_policy(AddressPolicy::allow_private())
         .build()
         .expect("dispatcher");

@@ -1,12 +1,12 @@
 //! Durable delivery end to end on loopback: retries, `Retry-After`, 410, health, replay,
 //! idempotency, shutdown and per-endpoint limits, with a compressed retry schedule.
 
-#[path = "common/fails_first_settle.rs"]
-mod fails_first_settle;
 #[path = "common/flaky.rs"]
 mod flaky;
 #[path = "common/server.rs"]
 mod server;
+#[path = "common/wrapped_queue.rs"]
+mod wrapped_queue;
 
 use std::time::Duration;
 
@@ -17,9 +17,9 @@ use dataops_webhooks::retry::RetryPolicy;
 use dataops_webhooks::transport::guard::AddressPolicy;
 use dataops_webhooks::webhook::{NewWebhook, Scope, WebhookId, WebhookStatus};
 use dataops_webhooks::{Dispatcher, Emit, HostEvent, WebhookDispatcher, WorkerOptions};
-use fails_first_settle::FailsFirstSettle;
 use flaky::{dropping_listener, Flaky};
 use tokio::sync::broadcast;
+use wrapped_queue::{FailsFirstSettle, Wrapped};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -1130,70 +1130,27 @@ async fn a_panicking_settle_ends_only_its_own_attempt() {
     assert_eq!(panicked.len(), 1, "{panicked:?}");
 }
 
-/// A queue that counts the claims made of the queue it wraps, and those that found nothing.
-#[derive(Debug)]
+/// Counts the claims made of the queue it wraps, and those that found nothing.
+#[derive(Debug, Default)]
 struct CountingClaims {
-    inner: std::sync::Arc<dyn dataops_webhooks::DeliveryQueue>,
     claims: std::sync::atomic::AtomicUsize,
     empty: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
-impl dataops_webhooks::DeliveryQueue for CountingClaims {
-    async fn enqueue(
-        &self,
-        event: dataops_webhooks::queue::NewEvent,
-    ) -> Result<dataops_webhooks::queue::Enqueued, dataops_webhooks::queue::QueueError> {
-        self.inner.enqueue(event).await
-    }
+impl wrapped_queue::Around for CountingClaims {
     async fn claim(
         &self,
+        inner: &dyn dataops_webhooks::DeliveryQueue,
         request: &dataops_webhooks::queue::ClaimRequest,
     ) -> Result<Vec<dataops_webhooks::queue::Claim>, dataops_webhooks::queue::QueueError> {
-        let claims = self.inner.claim(request).await?;
+        let claims = inner.claim(request).await?;
         self.claims
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if claims.is_empty() {
             self.empty.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(claims)
-    }
-    async fn finish(
-        &self,
-        delivery: &dataops_webhooks::webhook::DeliveryId,
-        lease: dataops_webhooks::queue::LeaseId,
-        finish: dataops_webhooks::queue::Finish,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<dataops_webhooks::queue::FinishReport, dataops_webhooks::queue::QueueError> {
-        self.inner.finish(delivery, lease, finish, now).await
-    }
-    async fn get_delivery(
-        &self,
-        id: &dataops_webhooks::webhook::DeliveryId,
-    ) -> Result<Option<DeliveryRecord>, dataops_webhooks::queue::QueueError> {
-        self.inner.get_delivery(id).await
-    }
-    async fn list_deliveries(
-        &self,
-        query: &DeliveryQuery,
-    ) -> Result<dataops_webhooks::queue::DeliveryPage, dataops_webhooks::queue::QueueError> {
-        self.inner.list_deliveries(query).await
-    }
-    async fn attempts(
-        &self,
-        id: &dataops_webhooks::webhook::DeliveryId,
-    ) -> Result<Vec<dataops_webhooks::queue::AttemptLog>, dataops_webhooks::queue::QueueError> {
-        self.inner.attempts(id).await
-    }
-    async fn redeliver(
-        &self,
-        id: &dataops_webhooks::webhook::DeliveryId,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, dataops_webhooks::queue::QueueError> {
-        self.inner.redeliver(id, now).await
-    }
-    fn short_claims_take_everything(&self) -> bool {
-        self.inner.short_claims_take_everything()
     }
 }
 
@@ -1203,11 +1160,7 @@ async fn claims_for_one_at_a_time(
     store: std::sync::Arc<dyn dataops_webhooks::ConfigStore>,
     queue: std::sync::Arc<dyn dataops_webhooks::DeliveryQueue>,
 ) -> (usize, usize) {
-    let counting = std::sync::Arc::new(CountingClaims {
-        inner: queue,
-        claims: 0.into(),
-        empty: 0.into(),
-    });
+    let counting = std::sync::Arc::new(Wrapped::new(queue, CountingClaims::default()));
     let d = WebhookDispatcher::builder()
         .store(store)
         .queue(counting.clone())
@@ -1228,8 +1181,14 @@ async fn claims_for_one_at_a_time(
         );
     }
     worker.shutdown().await;
-    let claims = counting.claims.load(std::sync::atomic::Ordering::SeqCst);
-    let empty = counting.empty.load(std::sync::atomic::Ordering::SeqCst);
+    let claims = counting
+        .around
+        .claims
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let empty = counting
+        .around
+        .empty
+        .load(std::sync::atomic::Ordering::SeqCst);
     assert!(claims >= EVENTS - empty, "{claims} claims, {empty} empty");
     (claims, empty)
 }
