@@ -10,10 +10,17 @@
 //! once). A lone job costs what it did before (one transaction); a busy store pays one
 //! commit, one lock and one thread wake-up for a whole group, and no call waits on tokio's
 //! blocking pool.
+//!
+//! Between groups the thread stays awake for a moment ([`SPIN`]) before it sleeps: the next
+//! write most often follows an answer within microseconds (a task emitting in a loop, a
+//! worker claiming what an emit just queued), and a thread that has to be woken from sleep
+//! for it adds the wake-up to that write's latency, and the sleeping and waking cost more
+//! CPU than the wait.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -22,6 +29,15 @@ use super::{schema, Failure, SqliteError};
 
 /// The most jobs one transaction takes: a bound on how long the first of them waits.
 const MAX_GROUP: usize = 512;
+
+/// How long the thread looks for the next job after a group before it sleeps, on a machine
+/// with two cores or more (on one core, the job it looks for could only come once it stops
+/// looking). From a single task emitting in a loop, the throughput benchmark went from
+/// about 5,700–6,000 to 8,000–8,400 deliveries/s, and the sending process's CPU per
+/// delivery fell from about 172 to about 135 µs; 20 µs gained less, 100 and 200 µs no more;
+/// yielding the core instead of spinning gained less and cost more CPU. An idle store pays
+/// it once per group, not continuously.
+const SPIN: Duration = Duration::from_micros(50);
 
 /// A job as the thread sees it: run it (again, after a rollback), then tell it how the
 /// group ended.
@@ -118,7 +134,9 @@ impl Writer {
 
 /// Serves groups until every handle is gone.
 fn serve(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = queue.recv() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let spin = if cores > 1 { SPIN } else { Duration::ZERO };
+    while let Some(first) = next_job(queue, spin) {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
@@ -131,6 +149,25 @@ fn serve(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
             job.answer(committed.clone());
         }
     }
+}
+
+/// The next job: looked for without sleeping for up to `spin`, then waited for asleep.
+/// `None` once every handle is gone and no job is left.
+fn next_job(queue: &mpsc::Receiver<Box<dyn Job>>, spin: Duration) -> Option<Box<dyn Job>> {
+    if !spin.is_zero() {
+        let start = Instant::now();
+        loop {
+            match queue.try_recv() {
+                Ok(job) => return Some(job),
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+                Err(mpsc::TryRecvError::Empty) if start.elapsed() < spin => {
+                    std::hint::spin_loop();
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+    }
+    queue.recv().ok()
 }
 
 /// Runs a group in one transaction; `Err` says why nothing of it was committed.
@@ -198,6 +235,67 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// A job that only answers.
+    fn noop() -> (Box<dyn Job>, oneshot::Receiver<Result<(), Failure>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Call {
+            work: |_: &Connection| Ok(()),
+            result: None,
+            reply,
+        };
+        (Box::new(job), answer)
+    }
+
+    /// The next job is found while the thread looks without sleeping, and after it has gone
+    /// to sleep; once every sender is gone, the jobs still queued are served and then there
+    /// is none.
+    #[test]
+    fn the_next_job_is_found_awake_or_asleep_until_the_senders_are_gone() {
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let (first, _) = noop();
+        jobs.send(first).expect("send");
+        assert!(next_job(&queue, SPIN).is_some(), "a job already queued");
+
+        // Sent while the thread looks (a long look, so the send lands within it).
+        let sender = jobs.clone();
+        let during = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1));
+            let (job, _) = noop();
+            sender.send(job).expect("send");
+        });
+        assert!(
+            next_job(&queue, Duration::from_secs(10)).is_some(),
+            "sent while looking"
+        );
+        during.join().expect("thread");
+
+        // Sent after the look ended: found by the sleeping wait.
+        let sender = jobs.clone();
+        let after = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            let (job, _) = noop();
+            sender.send(job).expect("send");
+        });
+        assert!(
+            next_job(&queue, Duration::from_micros(1)).is_some(),
+            "sent after looking"
+        );
+        after.join().expect("thread");
+
+        let (last, _) = noop();
+        jobs.send(last).expect("send");
+        drop(jobs);
+        assert!(
+            next_job(&queue, SPIN).is_some(),
+            "queued before the senders went"
+        );
+        assert!(
+            next_job(&queue, SPIN).is_none(),
+            "no sender and nothing queued"
+        );
+        assert!(next_job(&queue, Duration::ZERO).is_none());
+    }
 
     fn count(conn: &Connection) -> i64 {
         conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
