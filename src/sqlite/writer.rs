@@ -34,9 +34,9 @@ const MAX_GROUP: usize = 512;
 /// with two cores or more (on one core, the job it looks for could only come once it stops
 /// looking). From a single task emitting in a loop, the throughput benchmark went from
 /// about 5,700–6,000 to 8,000–8,400 deliveries/s, and the sending process's CPU per
-/// delivery fell from about 172 to about 135 µs; 20 µs gained less, 100 and 200 µs no more;
-/// yielding the core instead of spinning gained less and cost more CPU. An idle store pays
-/// it once per group, not continuously.
+/// delivery fell from 168.5–172.5 µs to 131–136 µs; 20 µs gained less, 100 and 200 µs no
+/// more; yielding the core instead of spinning gained less and cost more CPU. An idle store
+/// pays it once per group, not continuously.
 const SPIN: Duration = Duration::from_micros(50);
 
 /// A job as the thread sees it: run it (again, after a rollback), then tell it how the
