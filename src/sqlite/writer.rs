@@ -247,6 +247,19 @@ mod tests {
         (Box::new(job), answer)
     }
 
+    /// Sends a job that only answers, `delay` from now, from a thread of its own.
+    fn send_after(
+        jobs: &mpsc::Sender<Box<dyn Job>>,
+        delay: Duration,
+    ) -> std::thread::JoinHandle<()> {
+        let jobs = jobs.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let (job, _) = noop();
+            jobs.send(job).expect("send");
+        })
+    }
+
     /// The next job is found while the thread looks without sleeping, and after it has gone
     /// to sleep; once every sender is gone, the jobs still queued are served and then there
     /// is none.
@@ -258,12 +271,7 @@ mod tests {
         assert!(next_job(&queue, SPIN).is_some(), "a job already queued");
 
         // Sent while the thread looks (a long look, so the send lands within it).
-        let sender = jobs.clone();
-        let during = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(1));
-            let (job, _) = noop();
-            sender.send(job).expect("send");
-        });
+        let during = send_after(&jobs, Duration::from_millis(1));
         assert!(
             next_job(&queue, Duration::from_secs(10)).is_some(),
             "sent while looking"
@@ -271,12 +279,7 @@ mod tests {
         during.join().expect("thread");
 
         // Sent after the look ended: found by the sleeping wait.
-        let sender = jobs.clone();
-        let after = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            let (job, _) = noop();
-            sender.send(job).expect("send");
-        });
+        let after = send_after(&jobs, Duration::from_millis(20));
         assert!(
             next_job(&queue, Duration::from_micros(1)).is_some(),
             "sent after looking"
