@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
 
+use super::room::Room;
 use super::stats::StatsBuilder;
 use super::types::*;
 use super::{
@@ -31,6 +31,10 @@ use crate::webhook::{DeliveryId, EventId, IdMap, OrgId, WebhookId};
 ///   tasks — for up to [`DEFAULT_FULL_WAIT`] ([`full_wait`](Self::full_wait)), then fails
 ///   with [`QueueError::Full`] and accepts nothing of the event. Waiting enqueues go in
 ///   first come, first served, so a wide event is not overtaken for ever by narrow ones.
+///   While enqueues wait, the room attempts free is handed back in batches of a sixteenth
+///   of the bound, or after 10 ms at the latest, so that each emitting task emits several
+///   events per wake-up instead of one: under that load an emit may wait up to 10 ms
+///   longer, and the sender spends less CPU per delivery.
 ///   Deliveries waiting for a retry do not count, so an endpoint that fails does not block
 ///   emits; an event with more deliveries than the bound goes in once the whole bound is
 ///   free; a redelivered delivery does not wait for room.
@@ -56,9 +60,9 @@ pub struct MemoryQueue {
     max_unsent: usize,
     full_wait: Duration,
     /// Room for unsent deliveries: an enqueue takes a permit per delivery (at most
-    /// `max_unsent`) and keeps it in the rows; a row gives it back once attempted. Fair:
+    /// `max_unsent`) and keeps it in the rows; a row frees it once attempted. Fair:
     /// enqueues waiting for room are served in order.
-    room: Semaphore,
+    room: Room,
 }
 
 /// How many settled deliveries a [`MemoryQueue`] keeps by default.
@@ -77,7 +81,7 @@ impl Default for MemoryQueue {
             keep_settled: DEFAULT_KEEP_SETTLED,
             max_unsent: DEFAULT_MAX_UNSENT,
             full_wait: DEFAULT_FULL_WAIT,
-            room: Semaphore::new(DEFAULT_MAX_UNSENT),
+            room: Room::new(DEFAULT_MAX_UNSENT),
         }
     }
 }
@@ -142,9 +146,9 @@ impl MemoryQueue {
     /// enqueue that would pass it waits for room.
     #[must_use]
     pub fn max_unsent(mut self, n: usize) -> Self {
-        let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+        let most = tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize);
         self.max_unsent = n.clamp(1, most);
-        self.room = Semaphore::new(self.max_unsent);
+        self.room = Room::new(self.max_unsent);
         self
     }
 
@@ -374,24 +378,13 @@ impl DeliveryQueue for MemoryQueue {
             None
         } else {
             let wanted = u32::try_from(room).unwrap_or(u32::MAX);
-            let full = || QueueError::Full {
-                limit: self.max_unsent,
-                waited: self.full_wait,
+            let Some(permits) = self.room.take(wanted, self.full_wait).await else {
+                return Err(QueueError::Full {
+                    limit: self.max_unsent,
+                    waited: self.full_wait,
+                });
             };
-            // Room at once (the common case) needs no timer. The semaphore is fair, so this
-            // fails while others wait, and this enqueue then queues behind them.
-            match self.room.try_acquire_many(wanted) {
-                Ok(permits) => Some(permits),
-                Err(_) => {
-                    match tokio::time::timeout(self.full_wait, self.room.acquire_many(wanted)).await
-                    {
-                        Ok(Ok(permits)) => Some(permits),
-                        // The semaphore is never closed; a closed one would have no room
-                        // either.
-                        Ok(Err(_)) | Err(_) => return Err(full()),
-                    }
-                }
-            }
+            Some(permits)
         };
         let mut s = self.lock();
         // Looked at again: the same key or id may have gone in while this one waited (its
@@ -401,7 +394,7 @@ impl DeliveryQueue for MemoryQueue {
         }
         s.insert(event, room);
         if let Some(permits) = permits {
-            // Held by the rows from now on, each given back once its delivery is attempted.
+            // Held by the rows from now on, each freed once its delivery is attempted.
             permits.forget();
         }
         Ok(Enqueued::New)
@@ -495,7 +488,7 @@ impl DeliveryQueue for MemoryQueue {
         drop(s);
         drop(forgotten);
         if sent {
-            self.room.add_permits(1);
+            self.room.free_one();
         }
         Ok(report)
     }
@@ -855,6 +848,47 @@ mod tests {
             .expect("task");
         assert!(matches!(answer, Ok(Enqueued::New)), "{answer:?}");
         assert_eq!(unsent(&queue), 1);
+    }
+
+    #[tokio::test]
+    async fn room_freed_while_enqueues_wait_reaches_them_though_no_batch_fills() {
+        // A bound of 64 gives room back in batches of four while enqueues wait; one attempt
+        // alone still lets a waiting enqueue in, shortly.
+        let queue = std::sync::Arc::new(
+            MemoryQueue::new()
+                .max_unsent(64)
+                .full_wait(Duration::from_secs(30)),
+        );
+        let (now, hook) = (Utc::now(), WebhookId::new());
+        for _ in 0..64 {
+            queue.enqueue(event(now, hook, None)).await.expect("room");
+        }
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.enqueue(event(now, hook, None)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "the queue is full");
+        let claim = queue
+            .claim(&ClaimRequest::new(now, Duration::from_secs(60), 1))
+            .await
+            .expect("claim")
+            .remove(0);
+        queue
+            .finish(
+                &claim.delivery.id,
+                claim.lease,
+                attempted(now, Next::Succeeded),
+                now,
+            )
+            .await
+            .expect("finish");
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert!(matches!(answer, Ok(Enqueued::New)), "{answer:?}");
+        assert_eq!(unsent(&queue), 64);
     }
 
     #[tokio::test]

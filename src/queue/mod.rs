@@ -25,6 +25,7 @@
 mod manage;
 mod memory;
 mod retention;
+mod room;
 mod stats;
 mod types;
 #[cfg(test)]
