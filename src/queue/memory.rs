@@ -31,7 +31,7 @@ use crate::webhook::{DeliveryId, EventId, IdMap, OrgId, WebhookId};
 ///   tasks — for up to [`DEFAULT_FULL_WAIT`] ([`full_wait`](Self::full_wait)), then fails
 ///   with [`QueueError::Full`] and accepts nothing of the event. Waiting enqueues go in
 ///   first come, first served, so a wide event is not overtaken for ever by narrow ones.
-///   While enqueues wait, the room attempts free is handed back in batches of a sixteenth
+///   While enqueues wait, the room that attempts free goes back in batches of a sixteenth
 ///   of the bound, or after 10 ms at the latest, so that each emitting task emits several
 ///   events per wake-up instead of one: under that load an emit may wait up to 10 ms
 ///   longer, and the sender spends less CPU per delivery.
@@ -813,6 +813,34 @@ mod tests {
         assert!(matches!(duplicate, Enqueued::Duplicate { .. }));
     }
 
+    /// An enqueue of one event to `hook`, spawned.
+    fn spawn_enqueue(
+        queue: &std::sync::Arc<MemoryQueue>,
+        now: DateTime<Utc>,
+        hook: WebhookId,
+    ) -> tokio::task::JoinHandle<Result<Enqueued, QueueError>> {
+        let queue = queue.clone();
+        tokio::spawn(async move { queue.enqueue(event(now, hook, None)).await })
+    }
+
+    /// Claims the first due delivery.
+    async fn claim_one(queue: &MemoryQueue, now: DateTime<Utc>) -> Claim {
+        queue
+            .claim(&ClaimRequest::new(now, Duration::from_secs(60), 1))
+            .await
+            .expect("claim")
+            .remove(0)
+    }
+
+    /// Waits for a spawned enqueue to be let in.
+    async fn admitted(waiting: tokio::task::JoinHandle<Result<Enqueued, QueueError>>) {
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert!(matches!(answer, Ok(Enqueued::New)), "{answer:?}");
+    }
+
     #[tokio::test]
     async fn an_attempt_makes_room_for_a_waiting_enqueue() {
         let queue = std::sync::Arc::new(
@@ -822,18 +850,11 @@ mod tests {
         );
         let (now, hook) = (Utc::now(), WebhookId::new());
         queue.enqueue(event(now, hook, None)).await.expect("room");
-        let waiting = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.enqueue(event(now, hook, None)).await }
-        });
+        let waiting = spawn_enqueue(&queue, now, hook);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished(), "the second enqueue waits for room");
         // A claim alone makes no room: the delivery is not attempted yet.
-        let claim = queue
-            .claim(&ClaimRequest::new(now, Duration::from_secs(60), 1))
-            .await
-            .expect("claim")
-            .remove(0);
+        let claim = claim_one(&queue, now).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished());
         // A failed attempt waiting for its retry no longer counts.
@@ -842,11 +863,7 @@ mod tests {
             .finish(&claim.delivery.id, claim.lease, attempted(now, retry), now)
             .await
             .expect("finish");
-        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("woken")
-            .expect("task");
-        assert!(matches!(answer, Ok(Enqueued::New)), "{answer:?}");
+        admitted(waiting).await;
         assert_eq!(unsent(&queue), 1);
     }
 
@@ -863,31 +880,16 @@ mod tests {
         for _ in 0..64 {
             queue.enqueue(event(now, hook, None)).await.expect("room");
         }
-        let waiting = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.enqueue(event(now, hook, None)).await }
-        });
+        let waiting = spawn_enqueue(&queue, now, hook);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished(), "the queue is full");
-        let claim = queue
-            .claim(&ClaimRequest::new(now, Duration::from_secs(60), 1))
-            .await
-            .expect("claim")
-            .remove(0);
+        let claim = claim_one(&queue, now).await;
+        let done = attempted(now, Next::Succeeded);
         queue
-            .finish(
-                &claim.delivery.id,
-                claim.lease,
-                attempted(now, Next::Succeeded),
-                now,
-            )
+            .finish(&claim.delivery.id, claim.lease, done, now)
             .await
             .expect("finish");
-        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("woken")
-            .expect("task");
-        assert!(matches!(answer, Ok(Enqueued::New)), "{answer:?}");
+        admitted(waiting).await;
         assert_eq!(unsent(&queue), 64);
     }
 

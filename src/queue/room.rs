@@ -164,18 +164,21 @@ mod tests {
         room
     }
 
+    /// An enqueue of one delivery taking room, spawned: `true` once it has it.
+    fn spawn_take(room: &Arc<Room>) -> tokio::task::JoinHandle<bool> {
+        let room = room.clone();
+        tokio::spawn(async move {
+            room.take(1, LONG)
+                .await
+                .map(SemaphorePermit::forget)
+                .is_some()
+        })
+    }
+
     /// An enqueue of one delivery waiting for room, once it waits.
     async fn waiter(room: &Arc<Room>) -> tokio::task::JoinHandle<bool> {
         let before = room.waiting();
-        let handle = tokio::spawn({
-            let room = room.clone();
-            async move {
-                room.take(1, LONG)
-                    .await
-                    .map(SemaphorePermit::forget)
-                    .is_some()
-            }
-        });
+        let handle = spawn_take(room);
         while room.waiting() == before {
             tokio::task::yield_now().await;
         }
@@ -242,15 +245,7 @@ mod tests {
         room.free_one();
         assert_eq!(room.held(), 1);
         // (Not `waiter`: the first stops waiting as the second starts.)
-        let second = tokio::spawn({
-            let room = room.clone();
-            async move {
-                room.take(1, LONG)
-                    .await
-                    .map(SemaphorePermit::forget)
-                    .is_some()
-            }
-        });
+        let second = spawn_take(&room);
         settle().await;
         assert_eq!(room.held(), 0);
         assert!(
