@@ -125,6 +125,8 @@ impl Room {
 }
 
 impl Inner {
+    /// Gives every held permit back to the semaphore: to the waiting enqueues first, in
+    /// order, and the rest to whoever takes room next.
     fn give_back_held(&self) {
         let held = self.held.swap(0, Ordering::SeqCst);
         if held > 0 {
